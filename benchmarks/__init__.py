@@ -1,0 +1,1 @@
+"""sft-lab benchmarks: each module measures ratios side by side in one run and prints a table."""

@@ -1,0 +1,80 @@
+"""The behaviour the lab teaches, the *house format*, and how to score a model's replies against it.
+
+Every assistant turn in the bundled dataset looks exactly like this (no trailing newline)::
+
+    Answer: <one sentence>
+    - <bullet>
+    - <bullet>
+    - <bullet>
+    Confidence: high|medium|low
+
+The base SmolLM2 model never writes this by itself, so the share of replies that follow it
+(`house_format_rate`) is a clear before/after number for a fine-tuning run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+CONFIDENCE_LEVELS = ("high", "medium", "low")
+N_BULLETS = 3  # bullets per reply
+
+# One "Answer: " line, exactly three "- " lines, one "Confidence: " line; every line has text after its marker.
+HOUSE_FORMAT_PATTERN = re.compile(
+    r"Answer: [^\n]*\S[^\n]*\n"
+    r"(?:- [^\n]*\S[^\n]*\n){3}"
+    r"Confidence: (?:high|medium|low)"
+)
+
+
+def follows_house_format(text: str) -> bool:
+    """True when ``text`` (surrounding whitespace ignored) is exactly one house-format reply.
+
+    >>> follows_house_format("Answer: Yes.\\n- a\\n- b\\n- c\\nConfidence: high\\n")
+    True
+    >>> follows_house_format("Answer: Yes.\\n- a\\n- b\\nConfidence: high")
+    False
+    """
+    return HOUSE_FORMAT_PATTERN.fullmatch(text.strip()) is not None
+
+
+def house_format_problems(text: str) -> list[str]:
+    """Human-readable reasons why ``text`` is not a house-format reply; empty when it is.
+
+    >>> house_format_problems("Answer: Yes.\\n- a\\n- b\\n- c\\nConfidence: high")
+    []
+    >>> house_format_problems("Sure! Here you go.\\n- a\\n- b")
+    ["no 'Answer:' first line", '2 bullets, expected 3', "no 'Confidence: high|medium|low' last line"]
+    >>> house_format_problems("Answer: Yes.\\nAlso this.\\n- a\\n- b\\n- c\\nConfidence: very")
+    ["line 2 is not a bullet: 'Also this.'", "no 'Confidence: high|medium|low' last line"]
+    """
+    lines = text.strip().split("\n")
+    problems: list[str] = []
+    first = 0 if lines[0].startswith("- ") else 1  # a reply that opens with a bullet: count it as one
+    if first == 0 or not re.fullmatch(r"Answer: [^\n]*\S[^\n]*", lines[0]):
+        problems.append("no 'Answer:' first line")
+    has_confidence = len(lines) > 1 and re.fullmatch(r"Confidence: (?:high|medium|low)", lines[-1]) is not None
+    end = len(lines) - 1 if len(lines) > 1 and lines[-1].startswith("Confidence:") else len(lines)
+    middle = lines[first:end]
+    bullets = [line for line in middle if re.fullmatch(r"- [^\n]*\S[^\n]*", line)]
+    if len(bullets) != N_BULLETS:
+        problems.append(f"{len(bullets)} bullets, expected {N_BULLETS}")
+    for number, line in enumerate(middle, start=first + 1):
+        if line not in bullets:
+            problems.append(f"line {number} is not a bullet: {line[:40]!r}")
+    if not has_confidence:
+        problems.append("no 'Confidence: high|medium|low' last line")
+    return problems
+
+
+def house_format_rate(texts: Iterable[str]) -> float:
+    """Share of ``texts`` that follow the house format (0.0 for no texts).
+
+    >>> house_format_rate(["Answer: A.\\n- x\\n- y\\n- z\\nConfidence: low", "Hello!"])
+    0.5
+    >>> house_format_rate([])
+    0.0
+    """
+    results = [follows_house_format(text) for text in texts]
+    return sum(results) / len(results) if results else 0.0

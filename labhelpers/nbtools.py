@@ -1,0 +1,611 @@
+"""Build the student notebooks (`notebooks/`) from the instructor notebooks (`solutions/`) and keep both clean.
+
+Usage: ``python -m labhelpers.nbtools build|check|clean [--solutions DIR] [--notebooks DIR]``.
+
+Solution notebooks are the only source. In a code cell tagged ``solution``, each region between
+``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes ``raise NotImplementedError("TODO: <hint>")``
+at the BEGIN line's indent (nbgrader's convention; the hint is the ``# TODO:`` comment just above).
+Later cells that read names the TODO cell would have defined are tagged ``raises-exception`` so
+``pytest --nbval notebooks/`` still passes on the untouched student copy. Markers are strict:
+every mistake raises `NotebookMarkerError` naming the notebook, the cell index and the line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import functools
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+BEGIN = "### BEGIN SOLUTION"
+END = "### END SOLUTION"
+DEFAULT_HINT = "fill in this cell"
+TAG_SOLUTION = "solution"  # instructor tag: this code cell holds solution regions
+TAG_SOLUTION_ONLY = "solution-only"  # instructor tag: drop this cell from the student copy
+TAG_PARAMETERS = "parameters"  # papermill parameters: copied as is, never annotated
+TAG_RAISES = "raises-exception"  # nbval: an exception in this cell is tolerated (see README)
+TAG_NOTICE = "generated-notice"  # first cell of every generated notebook
+DEPENDENT_NOTE = "# (runs after you finish the TODO above: it uses {names})"
+NOTICE = (
+    "> **Generated from `{source}` by `python -m labhelpers.nbtools build` — do not edit; "
+    "edit the solution and rebuild.**"
+)
+FIX_HINT = "run `python -m labhelpers.nbtools clean` then `python -m labhelpers.nbtools build`, and commit both folders"
+
+_TODO_RE = re.compile(r"^\s*#\s*TODO:\s*(.*?)\s*$")
+_PY_LINE_MAGICS = frozenset({"time", "timeit", "prun"})  # line magics whose argument is Python code
+_PY_CELL_MAGICS = frozenset({"time", "timeit", "prun", "capture"})  # cell magics whose body is Python code
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+class NotebookMarkerError(ValueError):
+    """A solution-marker mistake, located by notebook path, cell index (0-based, all cells) and line (1-based)."""
+
+    def __init__(self, path: str | Path, cell: int, line: int | None, problem: str) -> None:
+        self.path, self.cell, self.line = str(path), cell, line
+        where = f"{path}: cell {cell}" + (f", line {line}" if line is not None else "")
+        super().__init__(f"{where}: {problem}")
+
+
+# --- markers and stubs -------------------------------------------------------------------------
+
+
+def marker_kind(line: str) -> str | None:
+    """'begin', 'end' or None for one source line (surrounding whitespace ignored).
+
+    >>> marker_kind("    ### BEGIN SOLUTION"), marker_kind("### END SOLUTION"), marker_kind("# BEGIN SOLUTION")
+    ('begin', 'end', None)
+    """
+    text = line.strip()
+    return "begin" if text == BEGIN else "end" if text == END else None
+
+
+def has_markers(source: str) -> bool:
+    """True when any line of `source` is a BEGIN or END marker.
+
+    >>> has_markers("x = 1\\n  ### END SOLUTION"), has_markers("x = 1")
+    (True, False)
+    """
+    return any(marker_kind(line) for line in source.splitlines())
+
+
+def find_regions(source: str, path: str | Path = "<notebook>", cell: int = 0) -> list[tuple[int, int]]:
+    """0-based (BEGIN line, END line) pairs in `source`; raises `NotebookMarkerError` on nested or unpaired markers.
+
+    >>> find_regions("a = 1\\n### BEGIN SOLUTION\\nb = 2\\n### END SOLUTION")
+    [(1, 3)]
+    >>> find_regions("### END SOLUTION", "solutions/01_x.ipynb", 4)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    labhelpers.nbtools.NotebookMarkerError: solutions/01_x.ipynb: cell 4, line 1: '### END SOLUTION' without a BEGIN ...
+    """
+    regions: list[tuple[int, int]] = []
+    begin: int | None = None
+    for i, line in enumerate(source.splitlines()):
+        kind = marker_kind(line)
+        if kind == "begin" and begin is not None:
+            raise NotebookMarkerError(
+                path,
+                cell,
+                i + 1,
+                f"nested '{BEGIN}' (the region opened on line {begin + 1} has no END yet); "
+                f"add '{END}' before this line",
+            )
+        if kind == "begin":
+            begin = i
+        elif kind == "end" and begin is None:
+            raise NotebookMarkerError(
+                path,
+                cell,
+                i + 1,
+                f"'{END}' without a BEGIN above it; add '{BEGIN}' before the solution or delete this line",
+            )
+        elif kind == "end":
+            regions.append((begin, i))  # type: ignore[arg-type]  # begin is set here
+            begin = None
+    if begin is not None:
+        raise NotebookMarkerError(
+            path, cell, begin + 1, f"'{BEGIN}' without an END; add '{END}' after the solution code"
+        )
+    return regions
+
+
+def todo_hint(lines: list[str], begin: int) -> str:
+    """Hint for the region opening at `begin`: the nearest `# TODO:` in the comment lines right above it.
+
+    >>> todo_hint(["# TODO: mask the prompt tokens", "# (labels are -100 there)", "### BEGIN SOLUTION"], 2)
+    'mask the prompt tokens'
+    >>> todo_hint(["# TODO: not this one", "x = 1", "### BEGIN SOLUTION"], 2)
+    'fill in this cell'
+    """
+    for line in reversed(lines[:begin]):
+        if not line.strip().startswith("#") or marker_kind(line):
+            break  # code, a blank line or the previous region's END ends the comment block
+        match = _TODO_RE.match(line)
+        if match:
+            return match.group(1) or DEFAULT_HINT
+    return DEFAULT_HINT
+
+
+def stub_line(indent: str, hint: str) -> str:
+    """The line that replaces one solution region.
+
+    >>> print(stub_line("    ", 'use "-100"'))
+        raise NotImplementedError("TODO: use \\"-100\\"")
+    """
+    return f"{indent}raise NotImplementedError({json.dumps('TODO: ' + hint, ensure_ascii=False)})"
+
+
+def stub_solutions(source: str, path: str | Path = "<notebook>", cell: int = 0) -> str:
+    """`source` with every solution region replaced by a `NotImplementedError` stub at the BEGIN line's indent.
+
+    >>> source = "def f(x):\\n    # TODO: double x\\n    ### BEGIN SOLUTION\\n    return 2 * x\\n    ### END SOLUTION"
+    >>> print(stub_solutions(source))
+    def f(x):
+        # TODO: double x
+        raise NotImplementedError("TODO: double x")
+    """
+    lines = source.splitlines()
+    out: list[str] = []
+    done = 0
+    for begin, end in find_regions(source, path, cell):
+        out += lines[done:begin]
+        indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
+        out.append(stub_line(indent, todo_hint(lines, begin)))
+        done = end + 1
+    out += lines[done:]
+    return "\n".join(out) + ("\n" if source.endswith("\n") else "")
+
+
+def cell_tags(cell: NotebookNode) -> list[str]:
+    """The cell's tags (empty list when it has none)."""
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def check_markers(nb: NotebookNode, path: str | Path) -> None:
+    """Raise `NotebookMarkerError` for the first marker mistake in `nb` (markdown, untagged, unpaired, nested)."""
+    for i, cell in enumerate(nb.cells):
+        tagged = TAG_SOLUTION in cell_tags(cell)
+        lines = cell.source.splitlines()
+        first = next((n for n, line in enumerate(lines) if marker_kind(line)), None)
+        if cell.cell_type != "code" and first is not None:
+            raise NotebookMarkerError(
+                path,
+                i,
+                first + 1,
+                f"solution marker in a {cell.cell_type} cell; only code cells can hold solutions, "
+                "so move the solution to a code cell or delete the marker",
+            )
+        if cell.cell_type != "code":
+            continue
+        find_regions(cell.source, path, i)  # pairing first: its message is the more precise one
+        if first is not None and not tagged:
+            raise NotebookMarkerError(
+                path,
+                i,
+                first + 1,
+                f"solution markers in a cell without the '{TAG_SOLUTION}' tag; add the tag "
+                "(JupyterLab: Property Inspector > Common Tools > Cell Tags)",
+            )
+        if tagged and first is None:
+            head = lines[0] if lines else ""
+            raise NotebookMarkerError(
+                path,
+                i,
+                None,
+                f"tagged '{TAG_SOLUTION}' but has no '{BEGIN}'/'{END}' markers (first line {head!r}); "
+                "add the markers around the solution or remove the tag",
+            )
+
+
+# --- dependency analysis -----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _ipython_transformer():  # imported lazily: IPython is heavy and only needed here
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager()
+
+
+def _magic_code(node: ast.stmt) -> list[ast.stmt] | None:
+    """Statements hidden in a `%time`-like magic call (`get_ipython().run_*_magic(...)`), or None."""
+    if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
+        return None
+    call = node.value
+    func = call.func
+    if not (isinstance(func, ast.Attribute) and func.attr in ("run_line_magic", "run_cell_magic")):
+        return None
+    if not all(isinstance(arg, ast.Constant) and isinstance(arg.value, str) for arg in call.args):
+        return None
+    args = [arg.value for arg in call.args]  # type: ignore[attr-defined]
+    magics = _PY_LINE_MAGICS if func.attr == "run_line_magic" else _PY_CELL_MAGICS
+    if len(args) < 2 or args[0] not in magics:
+        return None
+    try:
+        return ast.parse(args[-1]).body
+    except SyntaxError:  # e.g. `%timeit -n 3 f()`: the options make it unparsable; keep the opaque call
+        return None
+
+
+def parse_cell(source: str) -> ast.Module | None:
+    """Parse a code cell the way IPython runs it (magics, `!shell`); the code inside `%time`-like magics is inlined.
+
+    >>> ast.unparse(parse_cell("!ls\\n%time y = f(x)"))
+    "get_ipython().system('ls')\\ny = f(x)"
+    >>> parse_cell("def (") is None
+    True
+    """
+    try:
+        tree = ast.parse(_ipython_transformer().transform_cell(source))
+    except SyntaxError:
+        return None
+    body: list[ast.stmt] = []
+    for stmt in tree.body:
+        body += _magic_code(stmt) or [stmt]
+    tree.body = body
+    return tree
+
+
+def _alias_names(node: ast.Import | ast.ImportFrom) -> set[str]:
+    """Names an import binds: `import a.b` binds `a`, `as` names bind themselves, `*` binds nothing we know."""
+    return {(a.asname or a.name.split(".")[0]) for a in node.names if a.name != "*"}
+
+
+def _binds(node: ast.AST) -> set[str]:
+    """Names this one node binds in the scope it appears in (its children not included)."""
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+        return {node.id}
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return _alias_names(node)
+    if isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+        return {node.name}
+    if isinstance(node, ast.MatchMapping) and node.rest:
+        return {node.rest}
+    return set()
+
+
+def names_assigned(tree: ast.AST) -> set[str]:
+    """Every name bound anywhere in `tree` (assignments, defs, imports, loop/with/except targets, walrus).
+
+    >>> source = "import numpy as np\\nfor i in range(3):\\n    with open(f) as fh:\\n        (n := 2)\\ndef g(): pass"
+    >>> sorted(names_assigned(parse_cell(source)))
+    ['fh', 'g', 'i', 'n', 'np']
+    """
+    return set().union(*(_binds(node) for node in ast.walk(tree)))
+
+
+def bound_names(nodes: list[ast.stmt]) -> set[str]:
+    """Names bound in the scope of `nodes` itself, not inside nested functions, classes, lambdas or comprehensions.
+
+    >>> sorted(bound_names(parse_cell("x = 1\\ndef f(a):\\n    y = a\\nsquares = [k * k for k in range(3)]").body))
+    ['f', 'squares', 'x']
+    """
+    out: set[str] = set()
+    stack: list[ast.AST] = list(nodes)
+    while stack:
+        node = stack.pop()
+        out |= _binds(node)
+        if isinstance(node, _SCOPES):
+            stack += getattr(node, "decorator_list", [])  # evaluated in the enclosing scope
+            continue
+        if not isinstance(node, _COMPREHENSIONS):
+            stack += ast.iter_child_nodes(node)
+    return out
+
+
+class _FreeReads(ast.NodeVisitor):
+    """Names read from the cell's global scope, in order; names local to a function or comprehension are skipped."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.local: list[set[str]] = []
+
+    def _read(self, name: str) -> None:
+        if not any(name in scope for scope in self.local) and name not in self.names:
+            self.names.append(name)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, (ast.Load, ast.Del)):  # `del x` fails too when x was never defined
+            self._read(node.id)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.target, ast.Name):  # `x += 1` reads x first
+            self._read(node.target.id)
+        self.generic_visit(node)
+
+    def _visit_scope(self, local: set[str], body: list[ast.AST]) -> None:
+        self.local.append(local)
+        for child in body:
+            self.visit(child)
+        self.local.pop()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        a = node.args
+        for outer in [*node.decorator_list, *a.defaults, *(d for d in a.kw_defaults if d)]:
+            self.visit(outer)
+        params = {p.arg for p in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if p}
+        declared = {n for stmt in ast.walk(node) if isinstance(stmt, ast.Global) for n in stmt.names}
+        self._visit_scope((params | bound_names(node.body)) - declared, node.body)
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        a = node.args
+        for outer in [*a.defaults, *(d for d in a.kw_defaults if d)]:
+            self.visit(outer)
+        params = {p.arg for p in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if p}
+        self._visit_scope(params, [node.body])
+
+    def _visit_comprehension(self, node: ast.AST) -> None:
+        targets = {n.id for gen in node.generators for n in ast.walk(gen.target) if isinstance(n, ast.Name)}  # type: ignore[attr-defined]
+        self._visit_scope(targets, list(ast.iter_child_nodes(node)))
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _visit_comprehension  # type: ignore[assignment]
+
+
+def names_read(tree: ast.AST) -> list[str]:
+    """Names `tree` reads from the notebook's namespace, in first-read order (attribute roots, decorators, bodies).
+
+    >>> source = "y = model.config.eos\\ndef f(a):\\n    b = a + scale\\n    return b\\ntotal += sum(k for k in ks)"
+    >>> names_read(parse_cell(source))
+    ['model', 'scale', 'total', 'sum', 'ks']
+    """
+    visitor = _FreeReads()
+    visitor.visit(tree)
+    return visitor.names
+
+
+def cell_step(tree: ast.Module | None, missing: frozenset[str]) -> tuple[list[str], frozenset[str]]:
+    """(missing names this cell reads, missing names after it): statement by statement, a rebinding clears a name.
+
+    >>> cell_step(parse_cell("x = 1\\nprint(x)"), frozenset({"x"}))
+    ([], frozenset())
+    >>> cell_step(parse_cell("y = x + 1"), frozenset({"x"})) == (["x"], frozenset({"x", "y"}))
+    True
+    """
+    if tree is None:  # not Python: nothing we can say, so assume it neither reads nor binds
+        return [], missing
+    uses: list[str] = []
+    still = set(missing)
+    for stmt in tree.body:
+        uses += [name for name in names_read(stmt) if name in still and name not in uses]
+        if not uses:  # once the cell fails, nothing after that line runs or binds
+            still -= bound_names([stmt])
+    if uses:
+        return sorted(uses), missing | names_assigned(tree)
+    return [], frozenset(still)
+
+
+def dependent_cells(sources: list[str], todo: set[int]) -> dict[int, list[str]]:
+    """{index: missing names it reads} for cells after a TODO (index in `todo`) that use what the TODO would define.
+
+    `sources` lists every cell's code ('' for markdown); names bound anywhere in a TODO cell go missing.
+    >>> todo_cell = "r = 2\\n# TODO: area\\n### BEGIN SOLUTION\\nA = math.pi * r**2\\n### END SOLUTION"
+    >>> later = ["doubled = 2 * A", "print(doubled)", "A = 1\\nprint(A)", "print(A, math.pi)", "print(r)"]
+    >>> dependent_cells(["import math", todo_cell, *later], todo={1})
+    {2: ['A'], 3: ['doubled'], 6: ['r']}
+    """
+    missing: frozenset[str] = frozenset()
+    found: dict[int, list[str]] = {}
+    for i, source in enumerate(sources):
+        tree = parse_cell(source) if source.strip() else None
+        if i in todo:
+            missing = missing | (names_assigned(tree) if tree else set())
+            continue
+        uses, missing = cell_step(tree, missing)
+        if uses:
+            found[i] = uses
+    return found
+
+
+# --- cleaning and generation -------------------------------------------------------------------
+
+
+def cell_id(name: str, index: int) -> str:
+    """Deterministic cell id from the notebook's file name and the cell's position.
+
+    >>> cell_id("01_chat_templates", 0) == cell_id("01_chat_templates", 0), len(cell_id("x", 3))
+    (True, 12)
+    """
+    return hashlib.sha256(f"{name}:{index}".encode()).hexdigest()[:12]
+
+
+def clean_notebook(nb: NotebookNode, name: str) -> NotebookNode:
+    """Copy of `nb` as nbformat 4.5 with no outputs or counts, allowlisted metadata and ids derived from `name`."""
+    nb = copy.deepcopy(nb)
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    meta: dict = {}
+    if "kernelspec" in nb.metadata:
+        meta["kernelspec"] = nb.metadata["kernelspec"]
+    language = nb.metadata.get("language_info", {}).get("name")
+    if language:
+        meta["language_info"] = {"name": language}
+    nb.metadata = nbformat.from_dict(meta)
+    for i, cell in enumerate(nb.cells):
+        tags = cell_tags(cell)
+        cell.metadata = nbformat.from_dict({"tags": tags} if tags else {})
+        cell.id = cell_id(name, i)
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def is_clean(nb: NotebookNode) -> bool:
+    """True when no code cell has outputs or an execution count."""
+    return all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+
+
+def _add_tag(cell: NotebookNode, tag: str) -> None:
+    tags = [t for t in cell_tags(cell) if t != TAG_SOLUTION]  # `solution` means nothing in the student copy
+    cell.setdefault("metadata", {})["tags"] = tags + ([tag] if tag not in tags else [])
+
+
+def to_student(solution: NotebookNode, source: str, path: str | Path | None = None) -> NotebookNode:
+    """Student copy of a solution notebook; `source` is the path shown in the notice (e.g. 'solutions/01_x.ipynb')."""
+    path = path or source
+    check_markers(solution, path)  # 1. fail before changing anything
+    nb = copy.deepcopy(solution)
+    cells = nb.cells
+    todo = {i for i, c in enumerate(cells) if TAG_SOLUTION in cell_tags(c)}
+    dropped = {i for i, c in enumerate(cells) if TAG_SOLUTION_ONLY in cell_tags(c)}
+    codes = [c.source if c.cell_type == "code" else "" for c in cells]
+    # 2. analyse the solution code (stubs would hide the names) with solution-only cells still in:
+    #    what they define is missing from the student copy just like a TODO's names.
+    dependents = dependent_cells(codes, todo | {i for i in dropped if cells[i].cell_type == "code"})
+    for i, names in dependents.items():  # 3. tolerate cells that need the TODO done
+        if TAG_PARAMETERS in cell_tags(cells[i]) or i in dropped:
+            continue
+        cells[i].source = DEPENDENT_NOTE.format(names=", ".join(names)) + "\n" + cells[i].source
+        _add_tag(cells[i], TAG_RAISES)
+    for i in todo:  # 4. stubs last among the code edits, so hints and analysis saw the solution
+        cells[i].source = stub_solutions(cells[i].source, path, i)
+        _add_tag(cells[i], TAG_RAISES)
+    nb.cells = [c for i, c in enumerate(cells) if i not in dropped]  # 5. indexes are no longer needed
+    notice = nbformat.v4.new_markdown_cell(NOTICE.format(source=source), metadata={"tags": [TAG_NOTICE]})
+    nb.cells.insert(0, notice)  # 6.
+    return clean_notebook(nb, Path(source).stem)  # 7. last: ids follow the final positions
+
+
+def render(nb: NotebookNode) -> str:
+    """The exact text `nbformat.write` puts in the file (JSON, indent 1, trailing newline)."""
+    text = nbformat.writes(nb)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def read_notebook(path: Path) -> NotebookNode:
+    """Read a notebook as nbformat 4."""
+    return nbformat.read(path, as_version=4)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.write_text(text, encoding="utf-8", newline="\n")
+    return True
+
+
+def _require_dir(folder: Path, flag: str) -> None:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder {folder}/; run from the repository root or pass {flag} DIR")
+
+
+def student_texts(solutions: Path) -> dict[str, str]:
+    """{file name: rendered student notebook} for every `solutions/*.ipynb`; raises `NotebookMarkerError`."""
+    _require_dir(solutions, "--solutions")
+    label = solutions.resolve().name
+    return {
+        p.name: render(to_student(read_notebook(p), f"{label}/{p.name}", p)) for p in sorted(solutions.glob("*.ipynb"))
+    }
+
+
+def _is_generated(path: Path) -> bool:
+    cells = read_notebook(path).cells
+    return bool(cells) and TAG_NOTICE in cell_tags(cells[0])
+
+
+def build(solutions: Path = Path("solutions"), notebooks: Path = Path("notebooks")) -> tuple[list[str], bool]:
+    """Write `notebooks/` from `solutions/`; returns (report lines, ok). Stale generated notebooks are deleted."""
+    texts = student_texts(solutions)  # all or nothing: a marker error writes no file
+    notebooks.mkdir(parents=True, exist_ok=True)
+    lines, ok = [], True
+    for name, text in texts.items():
+        lines.append(f"{'wrote' if _write_if_changed(notebooks / name, text) else 'unchanged'} {notebooks / name}")
+    for stale in sorted(p for p in notebooks.glob("*.ipynb") if p.name not in texts):
+        if _is_generated(stale):
+            stale.unlink()
+            lines.append(f"deleted {stale} (stale: no {solutions / stale.name})")
+        else:
+            ok = False
+            lines.append(
+                f"kept {stale}: no {solutions / stale.name} and not generated; move it to {solutions}/ or delete it"
+            )
+    return lines, ok
+
+
+def check(solutions: Path = Path("solutions"), notebooks: Path = Path("notebooks")) -> list[str]:
+    """What `clean` / `build` would fix: unclean solutions, missing, differing or stale notebooks ([] if none)."""
+    _require_dir(solutions, "--solutions")
+    problems = []
+    names = set()
+    for path in sorted(solutions.glob("*.ipynb")):
+        names.add(path.name)
+        nb = read_notebook(path)
+        if not is_clean(nb):
+            problems.append(f"{path}: has outputs or execution counts (run `python -m labhelpers.nbtools clean`)")
+        try:
+            text = render(to_student(nb, f"{solutions.resolve().name}/{path.name}", path))
+        except NotebookMarkerError as err:
+            problems.append(str(err))
+            continue
+        target = notebooks / path.name
+        if not target.exists():
+            problems.append(f"{target}: missing (built from {path})")
+        elif target.read_text(encoding="utf-8") != text:
+            problems.append(f"{target}: differs from what {path} builds (hand-edited, or the solution changed)")
+    if notebooks.is_dir():
+        for stale in sorted(p for p in notebooks.glob("*.ipynb") if p.name not in names):
+            problems.append(f"{stale}: stale, no {solutions / stale.name}")
+    return problems
+
+
+def clean(solutions: Path = Path("solutions")) -> list[Path]:
+    """Clean every `solutions/*.ipynb` in place; returns the files that changed."""
+    _require_dir(solutions, "--solutions")
+    changed = []
+    for path in sorted(solutions.glob("*.ipynb")):
+        if _write_if_changed(path, render(clean_notebook(read_notebook(path), path.stem))):
+            changed.append(path)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: `build`, `check` or `clean`; returns the exit code (0 ok, 1 problems)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--solutions", type=Path, default=Path("solutions"), metavar="DIR", help="instructor notebooks (the source)"
+    )
+    common.add_argument(
+        "--notebooks", type=Path, default=Path("notebooks"), metavar="DIR", help="generated student notebooks"
+    )
+    parser = argparse.ArgumentParser(prog="python -m labhelpers.nbtools", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", parents=[common], help="write notebooks/ from solutions/, delete stale ones")
+    sub.add_parser("check", parents=[common], help="exit 1 if build or clean would change anything (CI)")
+    sub.add_parser("clean", parents=[common], help="strip outputs and metadata from solutions/ in place")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            lines, ok = build(args.solutions, args.notebooks)
+            print("\n".join(lines) or f"no notebooks in {args.solutions}/")
+            return 0 if ok else 1
+        if args.command == "clean":
+            changed = clean(args.solutions)
+            print("\n".join(f"cleaned {p}" for p in changed) or "solutions already clean")
+            return 0
+        problems = check(args.solutions, args.notebooks)
+    except (NotebookMarkerError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if problems:
+        print(
+            "notebooks out of date:\n" + "\n".join(f"  - {p}" for p in problems) + f"\nfix: {FIX_HINT}", file=sys.stderr
+        )
+        return 1
+    print(f"ok: {args.notebooks}/ matches {args.solutions}/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

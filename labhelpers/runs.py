@@ -1,0 +1,71 @@
+"""The run folder: one place per profile where every notebook saves and finds its artifacts.
+
+Layout (all optional; each notebook recomputes what is missing)::
+
+    <run>/baseline/generations.json   base-model answers (notebook 02), reused for before/after
+    <run>/sft/                        SFTTrainer checkpoints and the final model (notebook 06)
+    <run>/plots/*.png                 every figure, also shown inline
+    <run>/metrics/*.json              numbers each notebook measured (losses, scores, timings)
+    <run>/executed/*.ipynb            executed notebooks when run headless (``./lab.sh run``)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The sft-lab checkout containing ``start`` (default: cwd), or None outside one (e.g. in Colab).
+
+    >>> project_root(Path("/")) is None
+    True
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "labhelpers" / "runs.py").is_file() and (folder / "solutions").is_dir():
+            return folder
+    return None
+
+
+def run_dir(profile: str, override: str | os.PathLike | None = None) -> Path:
+    """Run folder for ``profile``: ``override``, else ``$LAB_RUN_DIR``, else ``<checkout>/runs/<profile>``
+    (``./sft-lab-runs/<profile>`` outside a checkout). Created if missing.
+
+    >>> run_dir("ci", "/tmp/sft-doc-run").as_posix()
+    '/tmp/sft-doc-run'
+    """
+    chosen = override or os.environ.get("LAB_RUN_DIR")
+    if chosen:
+        folder = Path(chosen).expanduser()
+    else:
+        root = project_root()
+        folder = root / "runs" / profile if root else Path.cwd() / "sft-lab-runs" / profile
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_metrics(run: Path, name: str, figures: dict[str, Any]) -> Path:
+    """Write ``figures`` to ``<run>/metrics/<name>.json`` (replacing an earlier run's) and return the path.
+
+    >>> import tempfile; p = save_metrics(Path(tempfile.mkdtemp()), "demo", {"loss": 1.5}); p.name
+    'demo.json'
+    """
+    path = run / "metrics" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(figures, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load_metrics(run: Path, name: str) -> dict[str, Any] | None:
+    """The figures saved under ``name`` by an earlier notebook, or None when that notebook has not run.
+
+    >>> import tempfile; run = Path(tempfile.mkdtemp()); load_metrics(run, "x") is None
+    True
+    """
+    path = run / "metrics" / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
