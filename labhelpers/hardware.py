@@ -132,17 +132,17 @@ def _check_size(name: str, value: Any) -> None:
 # A recipe's sizes: (profile, split) -> values + reasons. "split" is how the batch is laid out on the device.
 _SHARED = {
     "ci": dict(
-        n_train_examples=(64, "enough for 8 steps of 4 without repeats, small enough to tokenize in seconds"),
+        n_train_examples=(80, "20 steps of 4 without repeats, small enough to tokenize in seconds"),
         n_eval_examples=(16, "two eval batches, a loss estimate in seconds on 2 CPU cores"),
         num_train_epochs=(1.0, "unused: max_steps ends the run first"),
-        max_steps=(8, "~3 s/step x 8 on the 2-core CPU ~ half a minute; long enough to see the loss move"),
-        max_length=(256, "holds a short chat turn and keeps a CPU step ~3 s"),
-        learning_rate=(1e-4, "a 135M full fine-tune needs a high LR to show change in only 8 steps (2e-5 barely moves)"),
-        warmup_ratio=(0.1, "1 of 8 steps; avoids a full-size first update on fresh AdamW statistics"),
+        max_steps=(20, "~3 s/step x 20 on the 2-core CPU ~ a minute; enough for the house format to start showing"),
+        max_length=(256, "holds most single-turn rows (longer ones are dropped, not cut) and keeps a CPU step ~3 s"),
+        learning_rate=(1e-4, "a 135M full fine-tune needs a high LR to show change in only 20 steps (2e-5 barely moves)"),
+        warmup_ratio=(0.1, "2 of 20 steps; avoids a full-size first update on fresh AdamW statistics"),
         lr_scheduler_type=("cosine", "as in the colab run, so the LR curve has the same shape"),
-        eval_steps=(4, "evaluates at steps 4 and 8: two points to compare with the training loss"),
+        eval_steps=(5, "evaluates at steps 5, 10, 15, 20: enough points to compare with the training loss"),
         logging_steps=(1, "a short run needs every point to show a trend"),
-        save_steps=(4, "checkpoints at steps 4 and 8 so resume-from-checkpoint can be exercised"),
+        save_steps=(10, "checkpoints at steps 10 and 20 so resume-from-checkpoint can be exercised"),
     ),
     "colab": dict(
         n_train_examples=(500, "as in the seed lab: a visible change in ~10 minutes on a T4"),
@@ -178,7 +178,7 @@ _SPLITS = {
     ("ci", "any"): ((4, 8, 1, False), (
         "~3 s/step at 256 tokens on the 2-core CPU (same on every device so CI runs compare)",
         "eval keeps no gradients; two batches cover the 16 eval rows",
-        "effective batch 4 keeps each of the 8 steps cheap",
+        "effective batch 4 keeps each of the 20 steps cheap",
         "a 135M model at batch 4 x 256 fits easily; checkpointing would add ~20% per step")),
     ("colab", "cpu"): ((4, 8, 4, False), (
         "as on the T4, so the effective batch matches the Colab run",
@@ -385,7 +385,7 @@ class Recipe:
 
         >>> kw = recipe_for("cpu", "ci").sft_config_kwargs()
         >>> kw["use_cpu"], kw["bf16"], kw["warmup_steps"], kw["max_steps"], kw["logging_nan_inf_filter"]
-        (True, False, 0.1, 8, False)
+        (True, False, 0.1, 20, False)
         """
         s = self.sizes
         return {
@@ -584,3 +584,5 @@ def detect_recipe(profile: str | None = None) -> Recipe:
         hardware = "cuda-old"
     flash = hardware == "ampere" and importlib.util.find_spec("flash_attn") is not None
     return recipe_for(hardware, name, device_name, (major, minor), mem_gib, flash, source)
+
+from labhelpers.memory import MemoryBreakdown, estimate_memory  # noqa: E402

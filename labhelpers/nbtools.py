@@ -33,6 +33,7 @@ TAG_SOLUTION_ONLY = "solution-only"  # instructor tag: drop this cell from the s
 TAG_PARAMETERS = "parameters"  # papermill parameters: copied as is, never annotated
 TAG_RAISES = "raises-exception"  # nbval: an exception in this cell is tolerated (see README)
 TAG_NOTICE = "generated-notice"  # first cell of every generated notebook
+DEFAULT_KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 DEPENDENT_NOTE = "# (runs after you finish the TODO above: it uses {names})"
 NOTICE = (
     "> **Generated from `{source}` by `python -m labhelpers.nbtools build` — do not edit; "
@@ -426,12 +427,8 @@ def clean_notebook(nb: NotebookNode, name: str) -> NotebookNode:
     """Copy of `nb` as nbformat 4.5 with no outputs or counts, allowlisted metadata and ids derived from `name`."""
     nb = copy.deepcopy(nb)
     nb.nbformat, nb.nbformat_minor = 4, 5
-    meta: dict = {}
-    if "kernelspec" in nb.metadata:
-        meta["kernelspec"] = nb.metadata["kernelspec"]
-    language = nb.metadata.get("language_info", {}).get("name")
-    if language:
-        meta["language_info"] = {"name": language}
+    # Every lab notebook runs on the standard Python 3 kernel; papermill and nbval need it named.
+    meta: dict = {"kernelspec": dict(DEFAULT_KERNELSPEC), "language_info": {"name": "python"}}
     nb.metadata = nbformat.from_dict(meta)
     for i, cell in enumerate(nb.cells):
         tags = cell_tags(cell)

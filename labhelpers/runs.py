@@ -30,19 +30,30 @@ def project_root(start: Path | None = None) -> Path | None:
     return None
 
 
-def run_dir(profile: str, override: str | os.PathLike | None = None) -> Path:
-    """Run folder for ``profile``: ``override``, else ``$LAB_RUN_DIR``, else ``<checkout>/runs/<profile>``
-    (``./sft-lab-runs/<profile>`` outside a checkout). Created if missing.
+def default_run_dir(profile: str, override: str | os.PathLike | None = None) -> Path:
+    """Path of the run folder for ``profile`` (not created): ``override``, else ``$LAB_RUN_DIR``, else
+    ``$LAB_RUN_ROOT/<profile>`` (set by the Colab install cell for Google Drive), else
+    ``<checkout>/runs/<profile>`` (``./sft-lab-runs/<profile>`` outside a checkout).
 
-    >>> run_dir("ci", "/tmp/sft-doc-run").as_posix()
+    >>> default_run_dir("ci", "/tmp/sft-doc-run").as_posix()
     '/tmp/sft-doc-run'
     """
     chosen = override or os.environ.get("LAB_RUN_DIR")
     if chosen:
-        folder = Path(chosen).expanduser()
-    else:
-        root = project_root()
-        folder = root / "runs" / profile if root else Path.cwd() / "sft-lab-runs" / profile
+        return Path(chosen).expanduser()
+    if os.environ.get("LAB_RUN_ROOT"):
+        return Path(os.environ["LAB_RUN_ROOT"]).expanduser() / profile
+    root = project_root()
+    return root / "runs" / profile if root else Path.cwd() / "sft-lab-runs" / profile
+
+
+def run_dir(profile: str, override: str | os.PathLike | None = None) -> Path:
+    """The run folder (see :func:`default_run_dir`), created if missing.
+
+    >>> run_dir("ci", "/tmp/sft-doc-run").is_dir()
+    True
+    """
+    folder = default_run_dir(profile, override)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -1,0 +1,14 @@
+"""Test-session environment shared by pytest, the papermill tests and nbval's kernels.
+
+Every notebook executed by the suite writes into one temporary run folder (never ``runs/`` of the
+checkout), in the small ``ci`` profile unless the caller chose otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ.setdefault("LAB_PROFILE", "ci")
+os.environ.setdefault("LAB_RUN_DIR", tempfile.mkdtemp(prefix="sft-lab-test-run-"))
+os.environ.setdefault("MPLBACKEND", "Agg")

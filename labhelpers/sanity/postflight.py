@@ -1,0 +1,108 @@
+"""Postflight: generate from the tuned model and look for runaway, empty or degenerate replies and the house format."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from labhelpers.sanity.report import Finding, SanityReport
+
+
+def repeated_ngram_share(text: str, n: int = 4) -> float:
+    """Share of word n-grams that repeat an earlier one (0 = no repetition; loops approach 1).
+
+    >>> repeated_ngram_share("a b c d e f"), round(repeated_ngram_share("go on " * 10), 2)
+    (0.0, 0.88)
+    """
+    words = text.split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def is_degenerate(text: str, threshold: float = 0.5) -> bool:
+    """True for looping text: at least half of its 4-grams repeat.
+
+    >>> is_degenerate("yes " * 20), is_degenerate("Answer: Paris.\\n- a\\n- b\\n- c")
+    (True, False)
+    """
+    return repeated_ngram_share(text) >= threshold
+
+
+def _as_messages(prompt: Any) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def generate_replies(model: Any, tokenizer: Any, prompts: Sequence[Any], max_new_tokens: int = 64,
+                     batch_size: int = 8) -> tuple[list[str], list[bool]]:
+    """Greedy replies (left padding, batched) and whether each one hit ``max_new_tokens`` without stopping."""
+    side, training = tokenizer.padding_side, model.training
+    tokenizer.padding_side = "left"
+    texts, hit = [], []
+    model.eval()
+    try:
+        for i in range(0, len(prompts), batch_size):
+            chunk = [tokenizer.apply_chat_template(_as_messages(p), add_generation_prompt=True, tokenize=False)
+                     for p in prompts[i : i + batch_size]]
+            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+            stops = model.generation_config.eos_token_id
+            stops = {stops} if isinstance(stops, int) else set(stops or [tokenizer.eos_token_id])
+            for row in out[:, enc["input_ids"].shape[1]:].tolist():
+                hit.append(not any(t in stops for t in row) and len(row) >= max_new_tokens)
+                texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = side
+        model.train(training)
+    return texts, hit
+
+
+def _house_rate(texts: Sequence[str]) -> float | None:
+    try:
+        from labhelpers.behaviour import house_format_rate
+    except ImportError:
+        return None
+    return house_format_rate(texts)
+
+
+def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs: Sequence[str] | None = None,
+               max_new_tokens: int = 64, base_hit_max: Sequence[bool] | None = None) -> SanityReport:
+    """Generate for ``prompts`` and report runaway (hit max_new_tokens), empty, degenerate replies and house format."""
+    if not prompts:
+        raise ValueError("postflight needs at least one prompt; pass e.g. 8 held-out user messages")
+    texts, hit = generate_replies(model, tokenizer, prompts, max_new_tokens)
+    n = len(texts)
+    report = SanityReport(title="postflight")
+    report.extras.update(outputs=texts, hit_max=hit)
+    hit_share = sum(hit) / n
+    base_hit = None
+    if base_outputs is not None:
+        if base_hit_max is None:
+            base_hit_max = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) >= max_new_tokens - 1 for t in base_outputs]
+        base_hit = sum(base_hit_max) / max(1, len(base_hit_max))
+    worse = base_hit is not None and hit_share > base_hit + 0.2
+    status = "fail" if hit_share >= 0.5 or worse else "warn" if hit_share > 0.2 else "pass"
+    report.extend([Finding("hit_max_new_tokens", status,
+                           f"{hit_share:.0%} of {n} replies ran to max_new_tokens={max_new_tokens} without a stop token"
+                           + (f" (base {base_hit:.0%})" if base_hit is not None else ""),
+                           "the stop token was not learned: check preflight's stop_token_trained and truncation, and "
+                           "generation_config.eos_token_id" if status != "pass" else "")])
+    empty = sum(not t.strip() for t in texts)
+    report.extend([Finding("empty_replies", "fail" if empty > n / 2 else "warn" if empty else "pass",
+                           f"{empty} of {n} replies are empty",
+                           "the model learned to stop at once: check labels (reply tokens trained?) and the template"
+                           if empty else "")])
+    loops = sum(is_degenerate(t) for t in texts)
+    report.extend([Finding("degenerate_replies", "fail" if loops > n / 2 else "warn" if loops else "pass",
+                           f"{loops} of {n} replies loop (≥ half their 4-grams repeat)",
+                           "lower the LR or train fewer steps (collapse), and check the stop token" if loops else "")])
+    rate = _house_rate(texts)
+    if rate is not None:
+        base_rate = _house_rate(base_outputs) if base_outputs is not None else None
+        msg = f"house format {rate:.0%} of replies" + (f" (base {base_rate:.0%})" if base_rate is not None else "")
+        worse = base_rate is not None and rate < base_rate
+        report.extend([Finding("house_format", "warn" if worse else "pass", msg,
+                               "tuning made the target format rarer: check data and LR" if worse else "")])
+    return report

@@ -1,0 +1,654 @@
+"""Preflight: look at a built, not yet trained ``SFTTrainer`` and report silent SFT bugs before ``train()``.
+
+Everything is measured on what the trainer will really see: collated batches from
+``trainer.get_train_dataloader()`` (RNG and accelerator state saved and restored), the model's own loss in
+eval mode under ``no_grad``. Weights, optimizer, trainer state, RNG, ``model.training`` and
+``requires_grad`` flags are left exactly as they were.
+
+    report = preflight(trainer)            # ~seconds; level="full" adds two slower numerical checks
+    report                                 # coloured table in a notebook; print(report) in a terminal
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import random
+import re
+import statistics
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from labhelpers.sanity.report import Finding, SanityReport
+from labhelpers.sanity.tokens import (
+    IGNORE_INDEX,
+    assistant_header,
+    assistant_mask,
+    end_of_turn_id,
+    examples_in_batch,
+    render_tokens,
+    reply_ends,
+    segments,
+)
+
+LEVELS = ("quick", "full")
+QUICK_MAX_BATCHES = 64  # collated batches inspected by the masking checks at level="quick" (all at "full")
+TEMPLATE_ROWS = 8  # conversations checked for the train/inference template round trip
+TRUNCATION_ROWS_QUICK = 512  # conversations re-rendered untruncated by the truncation check at level="quick"
+PACKING_TOLERANCE = 1e-2  # max |Δlogit| packed vs alone; sdpa gives ~5e-5, a leak gives ~28
+_CHATML_TURN = re.compile(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>", re.DOTALL)
+
+
+# ------------------------------------------------------------------------------------------- state keeping
+@contextlib.contextmanager
+def preserved_state(trainer: Any) -> Iterator[None]:
+    """Restore RNG (torch, CUDA, python, numpy), the accelerator's dataloader list and ``model.training`` on exit."""
+    import numpy as np
+
+    torch_rng, py_rng, np_rng = torch.random.get_rng_state(), random.getstate(), np.random.get_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    accelerator = getattr(trainer, "accelerator", None)
+    loaders = list(getattr(accelerator, "_dataloaders", []))
+    model = trainer.model
+    training = model.training
+    metrics = copy.deepcopy(getattr(trainer, "_metrics", None))
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(torch_rng)
+        random.setstate(py_rng)
+        np.random.set_state(np_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        if accelerator is not None and hasattr(accelerator, "_dataloaders"):
+            accelerator._dataloaders[:] = loaders
+        if metrics is not None:
+            trainer._metrics = metrics
+        model.train(training)
+
+
+def collated_batches(trainer: Any, max_batches: int | None = 1) -> list[dict[str, torch.Tensor]]:
+    """Up to ``max_batches`` batches exactly as training would collate them (trainer and RNG state untouched)."""
+    with preserved_state(trainer):
+        loader = trainer.get_train_dataloader()
+        batches = []
+        for batch in loader:
+            batches.append({k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+            if max_batches is not None and len(batches) >= max_batches:
+                break
+    if not batches:
+        raise ValueError("the train dataloader is empty: the train dataset has no rows after preprocessing; "
+                         "check max_length (whole replies cut?) and the dataset")
+    return batches
+
+
+def _tokenizer_of(trainer: Any) -> Any:
+    tok = getattr(trainer, "processing_class", None)
+    return getattr(tok, "tokenizer", tok)  # processors wrap a tokenizer
+
+
+# ----------------------------------------------------------------------------------------- masking checks
+def masking_findings(examples: Sequence[tuple[list[int], list[int]]], header: Sequence[int], end_id: int,
+                     pad_id: int | None = None, eos_ids: Sequence[int] = ()) -> list[Finding]:
+    """Prompt tokens trained, rows with nothing to learn, trained share per row, stop token trained.
+
+    >>> ex = [([9, 1, 7, 0, 4, 2], [9, 1, 7, 0, 4, 2])]  # every token trained, prompt included
+    >>> [(f.check, f.status) for f in masking_findings(ex, [1, 7], 2, eos_ids=[2])][:2]
+    [('prompt_tokens_trained', 'fail'), ('zero_trainable_rows', 'pass')]
+    """
+    trained = trained_prompt = reply_tokens = reply_masked = 0
+    ends = ends_trained = zero_rows = with_reply = 0
+    shares: list[float] = []
+    for ids, labels in examples:
+        mask = assistant_mask(ids, header, end_id)
+        with_reply += any(mask)
+        row_trained = 0
+        for m, tok, lab in zip(mask, ids, labels):
+            t = lab != IGNORE_INDEX
+            row_trained += t
+            trained_prompt += t and not m
+            if m and tok != end_id:
+                reply_tokens += 1
+                reply_masked += not t
+        for pos in reply_ends(ids, header, end_id):
+            ends += 1
+            ends_trained += labels[pos] != IGNORE_INDEX
+        trained += row_trained
+        zero_rows += row_trained == 0
+        shares.append(row_trained / max(1, len(ids)))
+    n = len(examples)
+    out = []
+    if with_reply == 0:
+        out.append(Finding("prompt_tokens_trained", "warn",
+                           f"no assistant turn ({header} ids) found in {n} examples: cannot tell prompt from reply",
+                           "use a ChatML chat model and a `messages` dataset so replies can be located"))
+    else:
+        share = trained_prompt / trained if trained else 0.0
+        status = "fail" if share > 0.01 else "warn" if share > 0 else "pass"
+        out.append(Finding(
+            "prompt_tokens_trained", status,
+            f"{share:.1%} of {trained} trained tokens are prompt/system/template tokens ({n} examples)",
+            "" if status == "pass" else "train on replies only: a `messages` dataset with SFTConfig(assistant_only_loss=True) "
+            "(needs {% generation %} markers, see labhelpers.chat); no pre-rendered `text` column; a custom collator "
+            "must set labels=-100 outside assistant replies"))
+    out.append(Finding(
+        "zero_trainable_rows", "fail" if zero_rows else "pass",
+        f"{zero_rows} of {n} examples have no trained token (their loss is NaN or 0)",
+        "raise max_length or drop rows whose prompt fills max_length; check the collator's masking" if zero_rows else ""))
+    median = statistics.median(shares) if shares else 0.0
+    out.append(Finding(
+        "trainable_share", "warn" if 0 < median < 0.02 else "pass",
+        f"trained tokens per example: median {median:.1%}, min {min(shares, default=0):.1%}, max {max(shares, default=0):.1%}",
+        "replies are a sliver of each row: shorten prompts or raise max_length" if 0 < median < 0.02 else ""))
+    if reply_tokens and reply_masked / reply_tokens > 0.1 and trained:
+        out.append(Finding("response_tokens_masked", "warn",
+                           f"{reply_masked / reply_tokens:.0%} of assistant reply tokens are masked (not trained)",
+                           "prompt/completion data trains only the last turn; use `messages` with assistant_only_loss=True "
+                           "to train every reply"))
+    untrained_ends = ends - ends_trained
+    if eos_ids and end_id not in eos_ids:
+        out.append(Finding("stop_token_trained", "fail",
+                           f"end-of-turn id {end_id} is not in generation_config.eos_token_id {list(eos_ids)}: generate() won't stop",
+                           f"set model.generation_config.eos_token_id = {end_id}"))
+    elif ends == 0:
+        out.append(Finding("stop_token_trained", "warn", "no complete reply with its end-of-turn token in the batches",
+                           "raise max_length so replies end inside the window"))
+    else:
+        bad = untrained_ends > 0
+        pad_note = " (pad == eos: a collator masking pad ids also masks the stop token)" if pad_id == end_id else ""
+        out.append(Finding(
+            "stop_token_trained", "fail" if bad else "pass",
+            f"{ends_trained} of {ends} replies have their end-of-turn token (id {end_id}) trained{pad_note}",
+            "keep the label of <|im_end|> after each reply: use a pad token != eos (tokenizer.pad_token = '<|endoftext|>') "
+            "and mask padding by attention_mask, not by pad id" if bad else ""))
+    if pad_id is not None and pad_id == end_id:
+        out.append(Finding("pad_is_eos", "warn", f"pad token id {pad_id} == end-of-turn id {end_id}",
+                           "set tokenizer.pad_token = '<|endoftext|>' (labhelpers.models does this)"))
+    return out
+
+
+# --------------------------------------------------------------------------------------- template checks
+def parse_chatml(text: str) -> list[dict[str, str]]:
+    """Complete ChatML turns in ``text`` as messages.
+
+    >>> parse_chatml("<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nYo<|im_end|>\\n<|im_start|>assistant\\nc")
+    [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Yo'}]
+    """
+    return [{"role": m[1], "content": m[2]} for m in _CHATML_TURN.finditer(text)]
+
+
+def _ids(rendered: Any) -> list[int]:
+    if isinstance(rendered, dict) or hasattr(rendered, "keys"):
+        rendered = rendered["input_ids"]
+    return list(rendered)
+
+
+def template_findings(examples: Sequence[tuple[list[int], list[int]]], tokenizer: Any,
+                      n_rows: int = TEMPLATE_ROWS) -> list[Finding]:
+    """Training rendering starts with exactly inference's ``apply_chat_template(..., add_generation_prompt=True)``; no double BOS."""
+    header, end_id = assistant_header(tokenizer), end_of_turn_id(tokenizer)
+    bos = tokenizer.bos_token_id
+    doubles = sum(1 for ids, _ in examples if bos is not None and len(ids) > 1 and ids[0] == ids[1] == bos)
+    out = [Finding("double_bos", "fail" if doubles else "pass",
+                   f"{doubles} of {len(examples)} examples start with BOS twice (id {bos})",
+                   "don't prepend BOS to text the chat template already opens (or set add_special_tokens=False / "
+                   "dataset_kwargs={'add_special_tokens': False})" if doubles else "")]
+    checked, mismatches, first_bad = 0, 0, ""
+    for ids, _ in examples:
+        if checked >= n_rows:
+            break
+        mask = assistant_mask(ids, header, end_id)
+        if not any(mask):
+            continue
+        start = mask.index(True)  # first reply token; the prompt is ids[:start]
+        first = 1 if bos is not None and ids[:2] == [bos, bos] else 0
+        messages = parse_chatml(tokenizer.decode(ids[first:start], skip_special_tokens=False))
+        if not messages:
+            continue
+        inference = _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        checked += 1
+        if ids[:start] != inference:
+            mismatches += 1
+            if not first_bad:
+                first_bad = (f"train {tokenizer.decode(ids[:start])[:80]!r} vs inference "
+                             f"{tokenizer.decode(inference)[:80]!r}")
+    if checked == 0:
+        out.append(Finding("template_round_trip", "warn", "no ChatML conversation found to compare with inference",
+                           "render training data with tokenizer.apply_chat_template (a `messages` dataset)"))
+    else:
+        out.append(Finding(
+            "template_round_trip", "fail" if mismatches else "pass",
+            f"{checked - mismatches} of {checked} training prompts equal inference's generation prompt token for token"
+            + (f"; e.g. {first_bad}" if first_bad else ""),
+            "render training rows with the same tokenizer.apply_chat_template used at inference (keep the system "
+            "prompt, roles and newlines identical); prefer a `messages` dataset over a hand-rendered `text` column"
+            if mismatches else ""))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- truncation
+def truncation_stats(lengths: Sequence[int], stop_positions: Sequence[int | None], reply_starts: Sequence[int | None],
+                     max_length: int) -> dict[str, float | int]:
+    """Counts of rows cut at ``max_length``: any cut, final stop token cut, whole first reply cut.
+
+    >>> truncation_stats([100, 140, 300], [98, 138, 298], [60, 100, 200], max_length=128)
+    {'rows': 3, 'truncated': 2, 'stop_cut': 2, 'reply_cut': 1}
+    """
+    return {
+        "rows": len(lengths),
+        "truncated": sum(n > max_length for n in lengths),
+        "stop_cut": sum(p is not None and p >= max_length for p in stop_positions),
+        "reply_cut": sum(s is not None and s >= max_length for s in reply_starts),
+    }
+
+
+def _conversations(dataset: Any, limit: int | None) -> list[Any]:
+    if dataset is None:
+        return []
+    cols = getattr(dataset, "column_names", None) or []
+    key = "messages" if "messages" in cols else "text" if "text" in cols else None
+    if key is None:
+        return []
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    return list(dataset.select(range(n))[key]) if hasattr(dataset, "select") else [r[key] for r in dataset[:n]]
+
+
+def truncation_findings(trainer: Any, tokenizer: Any, raw_dataset: Any = None, limit: int | None = None) -> list[Finding]:
+    """Share of rows cut at max_length, rows whose final stop token was cut, rows whose whole reply was cut."""
+    max_length = getattr(trainer.args, "max_length", None)
+    if not max_length:
+        return [Finding("truncation", "warn", "max_length is None: rows are never truncated (memory grows with the longest row)",
+                        "set SFTConfig(max_length=...) e.g. 1024")]
+    source = raw_dataset if raw_dataset is not None else trainer.train_dataset
+    convs = _conversations(source, limit)
+    if not convs:
+        return [Finding("truncation", "warn", "no `messages` or `text` column to measure untruncated lengths",
+                        "pass the raw dataset: preflight(trainer, dataset=raw_train)")]
+    header, end_id = assistant_header(tokenizer), end_of_turn_id(tokenizer)
+    lengths, stops, starts = [], [], []
+    for conv in convs:
+        if isinstance(conv, str):
+            ids = tokenizer(conv, add_special_tokens=False)["input_ids"]
+        else:
+            ids = _ids(tokenizer.apply_chat_template(conv, tokenize=True))
+        mask = assistant_mask(ids, header, end_id)
+        ends = reply_ends(ids, header, end_id)
+        lengths.append(len(ids))
+        stops.append(ends[-1] if ends else None)
+        starts.append(mask.index(True) if any(mask) else None)
+    s = truncation_stats(lengths, stops, starts, max_length)
+    rows = s["rows"]
+    dropped = ""
+    if raw_dataset is not None and not getattr(trainer.args, "packing", False):
+        lost = len(raw_dataset) - len(trainer.train_dataset)
+        dropped = f"; {lost} rows dropped by preprocessing" if lost > 0 else ""
+    status = "fail" if s["stop_cut"] > 0.2 * rows else "warn" if s["stop_cut"] or s["reply_cut"] else "pass"
+    msg = (f"{s['truncated']}/{rows} rows ({s['truncated'] / rows:.0%}) longer than max_length={max_length}; "
+           f"final stop token cut in {s['stop_cut']}, whole reply cut in {s['reply_cut']} (all labels -100 → "
+           f"dropped by TRL, or NaN/0 loss with a custom collator){dropped}")
+    fix = ("raise max_length (e.g. to the 95th percentile length "
+           f"{sorted(lengths)[int(0.95 * (rows - 1))]}) or drop/shorten long rows; rows without their stop token "
+           "teach the model never to stop") if status != "pass" else ""
+    return [Finding("truncation", status, msg, fix)]
+
+
+# ------------------------------------------------------------------------------------------- precision
+def precision_findings(fp16: bool, bf16: bool, model_dtype: str, device_type: str,
+                       capability: tuple[int, int] | None = None) -> list[Finding]:
+    """Precision flags vs hardware, as a pure function of plain values.
+
+    >>> [f.status for f in precision_findings(False, True, "float32", "cuda", (7, 5))]
+    ['fail']
+    >>> [f.status for f in precision_findings(True, False, "float16", "cuda", (8, 0))]
+    ['fail']
+    >>> precision_findings(False, False, "float32", "cpu")[0].status
+    'pass'
+    """
+    dtype = str(model_dtype).replace("torch.", "")
+    out = []
+    if device_type == "cuda" and bf16 and capability is not None and capability < (8, 0):
+        out.append(Finding("precision", "fail", f"bf16=True on a compute-capability {capability[0]}.{capability[1]} GPU (bf16 needs >= 8.0)",
+                           "use fp32 weights with fp16=True, bf16=False (labhelpers.hardware 't4' recipe)"))
+    if device_type == "cuda" and dtype == "bfloat16" and capability is not None and capability < (8, 0):
+        out.append(Finding("precision", "fail", f"bf16 weights on a compute-capability {capability[0]}.{capability[1]} GPU",
+                           "load the model in float32 and train with fp16=True"))
+    if fp16 and dtype == "float16":
+        out.append(Finding("precision", "fail", "fp16 weights with fp16 AMP: fails with 'Attempting to unscale FP16 gradients'",
+                           "load the model with dtype=torch.float32 (AMP keeps fp32 master weights)"))
+    if device_type == "cpu" and bf16:
+        out.append(Finding("precision", "warn", "bf16 AMP on CPU: runs, but ~12x slower than fp32 on this kind of CPU",
+                           "set bf16=False on CPU (labhelpers.hardware 'cpu' recipe)"))
+    if device_type == "cpu" and fp16:
+        out.append(Finding("precision", "warn", "fp16=True on CPU is silently ignored", "set fp16=False on CPU"))
+    if device_type == "cpu" and dtype in ("float16", "bfloat16"):
+        out.append(Finding("precision", "warn", f"{dtype} weights on CPU: slow and lossy optimizer updates",
+                           "load with dtype=torch.float32 on CPU"))
+    if not out:
+        amp = "bf16 AMP" if bf16 else "fp16 AMP" if fp16 else "no AMP"
+        out.append(Finding("precision", "pass", f"{dtype} weights, {amp} on {device_type}"
+                           + (f" (cc {capability[0]}.{capability[1]})" if capability else ""), ""))
+    return out
+
+
+# -------------------------------------------------------------------------------------- hyperparameters
+def hyperparameter_findings(lr: float, warmup: float, is_lora: bool, n_params: int, n_rows: int,
+                            effective_batch: int, max_steps: int, num_train_epochs: float) -> list[Finding]:
+    """Learning rate vs model size and method, warmup, optimizer steps per epoch, epochs.
+
+    >>> [f.status for f in hyperparameter_findings(2e-3, 0, False, 135_000_000, 500, 16, -1, 3)]
+    ['fail', 'warn', 'pass', 'pass']
+    >>> [f.status for f in hyperparameter_findings(1e-3, 0.1, True, 135_000_000, 8, 16, -1, 1)][2]
+    'fail'
+    """
+    big = n_params > 1_000_000_000
+    warn_at, fail_at, low = ((3e-3, 1e-2, 5e-5) if is_lora else (1e-4, 5e-4, 1e-6) if big else (3e-4, 1e-3, 1e-6))
+    kind = "LoRA" if is_lora else f"full fine-tune of a {n_params / 1e6:.0f}M model"
+    out = []
+    if lr > fail_at:
+        out.append(Finding("learning_rate", "fail", f"lr {lr:g} is above {fail_at:g} for a {kind}: expect divergence/forgetting",
+                           f"use lr <= {warn_at:g} (lab measurement: full FT 1e-4, LoRA r=16 1e-3)"))
+    elif lr > warn_at:
+        out.append(Finding("learning_rate", "warn", f"lr {lr:g} is high for a {kind} (> {warn_at:g})", f"try {warn_at / 3:.0e}"))
+    elif lr < low:
+        out.append(Finding("learning_rate", "warn", f"lr {lr:g} is very low for a {kind} (< {low:g}): little will change",
+                           "LoRA needs higher rates than full fine-tunes (lab: LoRA 2e-4 learned nothing in 40 steps, 1e-3 did)"
+                           if is_lora else "try 1e-5..1e-4"))
+    else:
+        out.append(Finding("learning_rate", "pass", f"lr {lr:g} for a {kind}", ""))
+    high = lr >= (5e-4 if is_lora else 1e-4)
+    if warmup <= 0 and high:
+        out.append(Finding("warmup", "warn", f"no warmup at lr {lr:g}: early steps hit the full LR with fresh Adam statistics",
+                           "set warmup_steps=0.05 (a float < 1 is a ratio in TRL 1.x)"))
+    else:
+        out.append(Finding("warmup", "pass", f"warmup {warmup:g} at lr {lr:g}", ""))
+    steps = n_rows // effective_batch if effective_batch else 0
+    if steps == 0:
+        out.append(Finding("steps_per_epoch", "fail",
+                           f"{n_rows} training rows < one effective batch of {effective_batch}: 0 full optimizer steps per epoch",
+                           "lower per_device_train_batch_size x gradient_accumulation_steps or add data"))
+    else:
+        out.append(Finding("steps_per_epoch", "pass", f"{steps} optimizer steps per epoch ({n_rows} rows / effective batch {effective_batch})", ""))
+    epochs = max_steps * effective_batch / n_rows if max_steps and max_steps > 0 and n_rows else num_train_epochs
+    out.append(Finding("epochs", "warn" if epochs > 5 else "pass",
+                       f"{epochs:.1f} passes over {n_rows} rows" + (" (from max_steps)" if max_steps and max_steps > 0 else ""),
+                       "more than ~3-5 epochs memorises small SFT sets: add data or lower max_steps/num_train_epochs"
+                       if epochs > 5 else ""))
+    return out
+
+
+def _warmup(args: Any) -> float:
+    return float(getattr(args, "warmup_steps", 0) or 0) or float(getattr(args, "warmup_ratio", 0) or 0)
+
+
+def _is_lora(model: Any) -> bool:
+    return hasattr(model, "peft_config")
+
+
+# ------------------------------------------------------------------------------------------------ eval
+def _key(row: Any) -> str:
+    return json.dumps(row, sort_keys=True, ensure_ascii=False)
+
+
+def eval_findings(trainer: Any, train_raw: Any = None) -> list[Finding]:
+    """Eval split present and enabled; eval/train overlap and train duplicates by conversation content."""
+    args, evald = trainer.args, trainer.eval_dataset
+    strategy = str(getattr(getattr(args, "eval_strategy", "no"), "value", getattr(args, "eval_strategy", "no")))
+    out = []
+    if evald is None or strategy == "no":
+        why = "no eval_dataset" if evald is None else "eval_strategy='no'"
+        out.append(Finding("eval_split", "warn", f"{why}: overfitting will go unseen",
+                           "pass eval_dataset=ds['test'] and set eval_strategy='steps', eval_steps=..."))
+    else:
+        out.append(Finding("eval_split", "pass", f"{len(evald)} eval rows, eval_strategy={strategy!r}", ""))
+    train_rows = _conversations(train_raw if train_raw is not None else trainer.train_dataset, None)
+    train_keys = [_key(r) for r in train_rows]
+    dupes = len(train_keys) - len(set(train_keys))
+    if train_keys:
+        bad = dupes > 0.01 * len(train_keys)
+        out.append(Finding("train_duplicates", "warn" if bad else "pass",
+                           f"{dupes} duplicate conversations among {len(train_keys)} train rows",
+                           "deduplicate the train split" if bad else ""))
+    if evald is not None and train_keys:
+        eval_keys = [_key(r) for r in _conversations(evald if not isinstance(evald, dict) else next(iter(evald.values())), None)]
+        if eval_keys:
+            overlap = sum(k in set(train_keys) for k in eval_keys)
+            share = overlap / len(eval_keys)
+            status = "fail" if share > 0.1 else "warn" if overlap else "pass"
+            out.append(Finding("eval_overlap", status, f"{overlap} of {len(eval_keys)} eval conversations ({share:.0%}) also in train",
+                               "split before any augmentation and deduplicate across splits; eval loss is optimistic"
+                               if overlap else ""))
+    return out
+
+
+# ----------------------------------------------------------------------------------- numerical checks
+_FORWARD_KEYS = ("input_ids", "attention_mask", "position_ids")
+
+
+def _forward_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    inputs = {k: batch[k].to(model.device) for k in _FORWARD_KEYS if k in batch}
+    with torch.no_grad():
+        return model(**inputs, use_cache=False).logits.float()
+
+
+def _ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
+    shift_logits, shift_labels = logits[:, :-1], labels[:, 1:].to(logits.device)
+    n = int((shift_labels != IGNORE_INDEX).sum())
+    if n == 0:
+        return float("nan"), 0
+    loss = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                                             ignore_index=IGNORE_INDEX)
+    return float(loss), n
+
+
+def loss_at_init_findings(model: Any, tokenizer: Any, batch: dict[str, torch.Tensor], max_rows: int = 4) -> list[Finding]:
+    """Loss at init on reply tokens vs ln(vocab) and a loaded chat model's usual 1-3 nats; NaN for all-masked labels."""
+    batch = {k: v[:max_rows] if isinstance(v, torch.Tensor) and v.dim() > 1 else v for k, v in batch.items()}
+    header, end_id = assistant_header(tokenizer), end_of_turn_id(tokenizer)
+    reply_labels = batch["input_ids"].clone()
+    for r in range(reply_labels.shape[0]):
+        keep = torch.tensor(assistant_mask(batch["input_ids"][r].tolist(), header, end_id))
+        if "attention_mask" in batch:
+            keep &= batch["attention_mask"][r].bool()
+        reply_labels[r][~keep] = IGNORE_INDEX
+    model.eval()
+    logits = _forward_logits(model, batch)
+    train_loss, n_train = _ce(logits, batch["labels"])
+    reply_loss, n_reply = _ce(logits, reply_labels)
+    vocab = logits.shape[-1]
+    random_loss = math.log(vocab)
+    detail = f"loss at init {train_loss:.2f} on {n_train} trained tokens, {reply_loss:.2f} on {n_reply} reply tokens; ln(vocab)={random_loss:.1f}"
+    if n_train == 0 or math.isnan(train_loss):
+        return [Finding("loss_at_init", "fail", detail + ": no trained tokens in the batch → NaN/0 loss",
+                        "check truncation and the collator's labels (all -100)")]
+    ref = reply_loss if n_reply else train_loss
+    if not math.isfinite(ref) or ref > 0.75 * random_loss:
+        return [Finding("loss_at_init", "fail", detail + ": as bad as random guessing",
+                        "weights not loaded (from_config instead of from_pretrained?) or a tokenizer from another model")]
+    if ref > 5.0:
+        return [Finding("loss_at_init", "warn", detail + ": higher than a loaded chat model's usual 1-3 nats",
+                        "check the tokenizer and chat template belong to this model")]
+    if ref < 0.05:
+        return [Finding("loss_at_init", "warn", detail + ": near zero before training",
+                        "the model already knows these replies (eval data seen?) or the labels leak the answer")]
+    return [Finding("loss_at_init", "pass", detail, "")]
+
+
+def conversation_start(tokenizer: Any) -> list[int]:
+    """The first ids of every rendered conversation (ChatML: ``<|im_start|>system\\n``)."""
+    return _ids(tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=True))[:3]
+
+
+def _conversation_starts(ids: Sequence[int], start: Sequence[int]) -> list[int]:
+    n = len(start)
+    return [i for i in range(len(ids) - n + 1) if list(ids[i : i + n]) == list(start)]
+
+
+def packing_findings(model: Any, tokenizer: Any, batches: Sequence[dict[str, torch.Tensor]], packing: bool) -> list[Finding]:
+    """Prove packed examples are isolated: logits of an example packed after another vs the same example alone."""
+    start_ids = conversation_start(tokenizer)
+    for batch in batches:
+        ids, pos = batch["input_ids"], batch.get("position_ids")
+        for r in range(ids.shape[0]):
+            row = ids[r].tolist()
+            if pos is not None and "attention_mask" not in batch:
+                segs = segments(pos[r].tolist(), len(row))
+                how = "position_ids restart, no attention_mask"
+            else:
+                length = int(batch["attention_mask"][r].sum()) if "attention_mask" in batch else len(row)
+                cuts = [c for c in _conversation_starts(row[:length], start_ids) if c > 0]
+                segs = [(s, e) for s, e in zip([0] + cuts, cuts + [length])] if cuts else []
+                how = "a plain attention_mask over the whole row" if "attention_mask" in batch else "no attention mask"
+            if len(segs) < 2:
+                continue
+            s, e = segs[1]
+            e = min(e, s + 64)  # the first 64 tokens are enough to see a leak
+            one = {k: v[r : r + 1] for k, v in batch.items() if k in _FORWARD_KEYS and isinstance(v, torch.Tensor)}
+            model.eval()
+            packed = _forward_logits(model, one)[0, s:e]
+            alone = _forward_logits(model, {"input_ids": ids[r : r + 1, s:e]})[0]
+            delta = float((packed - alone).abs().max())
+            if delta > PACKING_TOLERANCE:
+                return [Finding("packing_isolation", "fail",
+                                f"example packed after another differs from itself alone by max |Δlogit| {delta:.3g} "
+                                f"({how}): packed examples attend to each other",
+                                "use packing_strategy='bfd' (padding-free, position_ids restart) with sdpa/eager/"
+                                "flash-attention and no attention_mask; never 'wrapped' with padding_free=False")]
+            return [Finding("packing_isolation", "pass",
+                            f"packed vs alone max |Δlogit| {delta:.2g} ({how}): examples are isolated", "")]
+    if packing:
+        return [Finding("packing_isolation", "warn", "packing is on but no row holds two examples to compare",
+                        "nothing to do if rows are long; the check needs shorter rows to prove isolation")]
+    return [Finding("packing_isolation", "pass", "no packing: each row is one example", "")]
+
+
+def prompt_blank_findings(model: Any, tokenizer: Any, batch: dict[str, torch.Tensor], max_rows: int = 4,
+                          min_ratio: float = 1.05) -> list[Finding]:
+    """Reply loss with the prompt blanked (pad ids) must be clearly higher than with it."""
+    header, end_id = assistant_header(tokenizer), end_of_turn_id(tokenizer)
+    keep_ids = set(header) | {end_id, tokenizer.bos_token_id}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_id
+    full_sum = blank_sum = 0.0
+    total = 0
+    model.eval()
+    for ids, _ in examples_in_batch(batch)[:max_rows]:
+        mask = assistant_mask(ids, header, end_id)
+        if not any(mask):
+            continue
+        labels = torch.tensor([[t if m else IGNORE_INDEX for t, m in zip(ids, mask)]])
+        blanked = [t if m or t in keep_ids else pad for t, m in zip(ids, mask)]
+        full, n = _ce(_forward_logits(model, {"input_ids": torch.tensor([ids])}), labels)
+        blank, _ = _ce(_forward_logits(model, {"input_ids": torch.tensor([blanked])}), labels)
+        if n:
+            full_sum, blank_sum, total = full_sum + full * n, blank_sum + blank * n, total + n
+    if not total:
+        return [Finding("prompt_blank_baseline", "warn", "no reply tokens to compare", "check the data has assistant replies")]
+    full, blank = full_sum / total, blank_sum / total
+    ratio = blank / full if full > 0 else float("inf")
+    status = "warn" if ratio < min_ratio else "pass"
+    return [Finding("prompt_blank_baseline", status,
+                    f"reply loss {full:.2f} with the prompt vs {blank:.2f} with it blanked (×{ratio:.2f})",
+                    "replies barely depend on their prompts: check prompt/reply alignment (shuffled columns?) "
+                    "and that the data teaches an input-dependent task" if status == "warn" else "")]
+
+
+def grad_accum_findings(trainer: Any, batch: dict[str, torch.Tensor], tolerance: float = 1e-3) -> list[Finding]:
+    """Loss and gradient of one batch vs the same rows as two accumulated micro-batches, as the Trainer scales them."""
+    rows = batch["input_ids"].shape[0]
+    if rows < 2:
+        return [Finding("grad_accum_invariance", "pass", "skipped: batches are single packed rows", "")]
+    model = trainer.model
+    device = model.device
+    half = rows // 2
+    full = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    parts = [{k: v[sl] for k, v in full.items()} for sl in (slice(0, half), slice(half, 2 * half))]
+    full = {k: v[: 2 * half] for k, v in full.items()}
+    counts = trainer.model_accepts_loss_kwargs or trainer.compute_loss_func is not None
+    n_items = full["labels"][..., 1:].ne(IGNORE_INDEX).sum() if counts else None
+    scaled = (trainer.model_accepts_loss_kwargs and n_items is not None) or trainer.compute_loss_func is not None
+    params = [p for p in model.parameters() if p.requires_grad][-2:]
+    model.eval()  # no dropout, so both sides are deterministic
+
+    def loss_and_grad(mbs: list[dict[str, torch.Tensor]], accum: int) -> tuple[float, torch.Tensor]:
+        total = 0
+        for mb in mbs:
+            loss = trainer.compute_loss(model, dict(mb), num_items_in_batch=n_items)
+            total = total + (loss if scaled else loss / accum)
+        grads = torch.autograd.grad(total, params, allow_unused=True)
+        flat = torch.cat([g.flatten() for g in grads if g is not None])
+        return float(total.detach()), flat
+
+    one_loss, one_grad = loss_and_grad([full], 1)
+    acc_loss, acc_grad = loss_and_grad(parts, 2)
+    rel_loss = abs(one_loss - acc_loss) / max(abs(one_loss), 1e-12)
+    rel_grad = float((one_grad - acc_grad).norm() / one_grad.norm().clamp_min(1e-12))
+    bad = max(rel_loss, rel_grad) > tolerance
+    return [Finding("grad_accum_invariance", "fail" if bad else "pass",
+                    f"batch of {2 * half} vs 2×{half} accumulated: loss {one_loss:.4f} vs {acc_loss:.4f} "
+                    f"(rel {rel_loss:.1e}), grad rel diff {rel_grad:.1e}",
+                    "normalise by the total trained tokens of the accumulated batch (num_items_in_batch, transformers "
+                    "PR #34191): a custom compute_loss/model forward must accept and use num_items_in_batch" if bad else "")]
+
+
+# ------------------------------------------------------------------------------------------------- entry
+def show_example(trainer_or_batch: Any, tokenizer: Any = None, index: int = 0, html: bool = True) -> str:
+    """One collated example's tokens, trained vs masked: HTML spans (notebooks) or ``[trained]`` brackets."""
+    if isinstance(trainer_or_batch, dict):
+        batch = trainer_or_batch
+    else:
+        batch = collated_batches(trainer_or_batch, 1)[0]
+        tokenizer = tokenizer or _tokenizer_of(trainer_or_batch)
+    examples = examples_in_batch(batch)
+    if not 0 <= index < len(examples):
+        raise IndexError(f"example {index} out of range: the batch has {len(examples)} examples; pass index < {len(examples)}")
+    ids, labels = examples[index]
+    pieces = [tokenizer.decode([t], skip_special_tokens=False) for t in ids]
+    return render_tokens(pieces, [lab != IGNORE_INDEX for lab in labels], html_output=html)
+
+
+def _model_dtype(model: Any) -> str:
+    return str(next(model.parameters()).dtype)
+
+
+def preflight(trainer: Any, level: str = "quick", dataset: Any = None, max_batches: int | None = None) -> SanityReport:
+    """Check a built, untrained SFTTrainer for silent bugs; ``dataset``: the raw train split, to count dropped rows."""
+    if level not in LEVELS:
+        raise ValueError(f"level={level!r}; choose one of {LEVELS}")
+    tokenizer = _tokenizer_of(trainer)
+    if tokenizer is None:
+        raise ValueError("the trainer has no processing_class; build it with SFTTrainer(..., processing_class=tokenizer)")
+    model, args = trainer.model, trainer.args
+    limit = max_batches if max_batches is not None else (QUICK_MAX_BATCHES if level == "quick" else None)
+    report = SanityReport(title=f"preflight ({level})")
+    with preserved_state(trainer):
+        batches = collated_batches(trainer, limit)
+        start = conversation_start(tokenizer) if getattr(args, "packing", False) else None
+        examples = [ex for b in batches for ex in examples_in_batch(b, start)]
+        eos = model.generation_config.eos_token_id if getattr(model, "generation_config", None) else None
+        eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+        report.extend(masking_findings(examples, assistant_header(tokenizer), end_of_turn_id(tokenizer),
+                                       tokenizer.pad_token_id, eos_ids))
+        report.extend(template_findings(examples, tokenizer))
+        report.extend(truncation_findings(trainer, tokenizer, dataset, TRUNCATION_ROWS_QUICK if level == "quick" else None))
+        device = args.device
+        cap = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+        report.extend(precision_findings(bool(args.fp16), bool(args.bf16), _model_dtype(model), device.type, cap))
+        world = max(1, getattr(args, "world_size", 1))
+        eff = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
+        n_params = sum(p.numel() for p in model.parameters())
+        report.extend(hyperparameter_findings(args.learning_rate, _warmup(args), _is_lora(model), n_params,
+                                              len(trainer.train_dataset), eff, args.max_steps, args.num_train_epochs))
+        report.extend(eval_findings(trainer, dataset))
+        if getattr(args, "logging_nan_inf_filter", False):
+            report.extend([Finding("logging_nan_inf_filter", "warn",
+                                   "logging_nan_inf_filter=True: a NaN/Inf loss is logged as the running average",
+                                   "set logging_nan_inf_filter=False so NaNs show up (SanityMonitor also watches grad_norm)")])
+        report.extend(loss_at_init_findings(model, tokenizer, batches[0]))
+        report.extend(packing_findings(model, tokenizer, batches, bool(getattr(args, "packing", False))))
+        if level == "full":
+            report.extend(prompt_blank_findings(model, tokenizer, batches[0]))
+            report.extend(grad_accum_findings(trainer, batches[0]))
+        report.extras["example"] = show_example(batches[0], tokenizer, 0, html=True)
+    return report

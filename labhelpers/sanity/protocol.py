@@ -1,0 +1,188 @@
+"""The three-step protocol before a real run: overfit a few examples, a short run with eval, sample generations.
+
+    result = run_protocol(model, tokenizer, ds["train"], ds["test"], prompts)   # GO / NO-GO with reasons
+    lr = lr_range_test(model, tokenizer, ds["train"]).suggested_lr
+
+Each step trains a deep copy of the model; the model you pass is never changed. Sizes default to the
+lab's numbers (20 examples, 50 steps) and scale down through the arguments for CI.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from labhelpers.sanity.monitor import SanityMonitor
+from labhelpers.sanity.postflight import generate_replies, postflight
+from labhelpers.sanity.preflight import collated_batches, preflight
+from labhelpers.sanity.report import Finding, SanityReport
+
+
+def _dataset(rows: Any, n: int | None = None) -> Any:
+    from datasets import Dataset
+
+    ds = rows if hasattr(rows, "column_names") else Dataset.from_list(list(rows))
+    if "messages" in ds.column_names:
+        ds = ds.select_columns(["messages"])
+    return ds.select(range(min(n, len(ds)))) if n is not None else ds
+
+
+def build_trainer(model: Any, tokenizer: Any, train: Any, eval_rows: Any = None, recipe: Any = None,
+                  output_dir: str | None = None, callbacks: Sequence[Any] = (), **overrides: Any) -> Any:
+    """An SFTTrainer with the lab recipe and assistant-only loss; ``overrides`` replace SFTConfig fields."""
+    from trl import SFTConfig, SFTTrainer
+
+    if recipe is None:
+        from labhelpers.hardware import detect_recipe
+
+        recipe = detect_recipe()
+    kw = recipe.sft_config_kwargs()
+    kw.update(assistant_only_loss=True, save_strategy="no", report_to="none")
+    if eval_rows is None:
+        kw["eval_strategy"] = "no"
+    kw.update(overrides)
+    args = SFTConfig(output_dir=output_dir or tempfile.mkdtemp(prefix="sanity-"), **kw)
+    return SFTTrainer(model=model, args=args, train_dataset=_dataset(train),
+                      eval_dataset=_dataset(eval_rows) if eval_rows is not None else None,
+                      processing_class=tokenizer, callbacks=list(callbacks))
+
+
+def _train_losses(trainer: Any) -> list[float]:
+    return [e["loss"] for e in trainer.state.log_history if "loss" in e]
+
+
+def overfit_test(model: Any, tokenizer: Any, train: Any, n_examples: int = 20, steps: int = 50, lr: float = 1e-4,
+                 max_length: int = 256, batch_size: int = 4, min_drop: float = 0.5, recipe: Any = None) -> SanityReport:
+    """Train a copy on ``n_examples`` for ``steps``: the loss must fall by at least ``min_drop`` (50%) or the setup is broken."""
+    trainer = build_trainer(copy.deepcopy(model), tokenizer, _dataset(train, n_examples), recipe=recipe, max_steps=steps,
+                            learning_rate=lr, max_length=max_length, per_device_train_batch_size=batch_size,
+                            gradient_accumulation_steps=1, logging_steps=1, warmup_steps=0, lr_scheduler_type="constant")
+    trainer.train()
+    losses = _train_losses(trainer)
+    first, last = losses[0], losses[-1]
+    drop = 1 - last / first if first > 0 else 0.0
+    ok = math.isfinite(last) and drop >= min_drop
+    finding = Finding("overfit", "pass" if ok else "fail",
+                      f"loss {first:.3f} → {last:.3f} ({drop:.0%} drop) on {n_examples} examples in {steps} steps at lr {lr:g}",
+                      "" if ok else "a model that cannot memorise 20 examples has a broken setup: check preflight "
+                      "(labels all masked? LR 0? frozen weights?) or raise lr/steps")
+    report = SanityReport([finding], title="overfit test")
+    report.extras["losses"] = losses
+    return report
+
+
+@dataclass
+class LRRangeResult:
+    """Loss per learning rate of an exponential LR sweep, the suggested LR and a report."""
+
+    lrs: list[float]
+    losses: list[float]
+    suggested_lr: float
+    report: SanityReport = field(repr=False)
+
+
+def suggest_lr(lrs: Sequence[float], losses: Sequence[float]) -> float:
+    """A tenth of the LR with the lowest loss (before divergence), the classic range-test rule.
+
+    >>> suggest_lr([1e-5, 1e-4, 1e-3, 1e-2], [2.0, 1.5, 1.0, 9.0])
+    0.0001
+    """
+    finite = [(loss, lr) for lr, loss in zip(lrs, losses) if math.isfinite(loss)]
+    best = min(finite)[1] if finite else lrs[0]
+    return float(f"{best / 10:.3g}")
+
+
+def lr_range_test(model: Any, tokenizer: Any, train: Any, min_lr: float = 1e-6, max_lr: float = 1e-2, steps: int = 30,
+                  max_length: int = 256, batch_size: int = 4, recipe: Any = None,
+                  configured_lr: float | None = None) -> LRRangeResult:
+    """Raise the LR exponentially from ``min_lr`` to ``max_lr`` over ``steps`` AdamW steps on a copy; stop on divergence."""
+    work = copy.deepcopy(model)
+    trainer = build_trainer(work, tokenizer, train, recipe=recipe, max_length=max_length, max_steps=steps,
+                            per_device_train_batch_size=batch_size)
+    batches = collated_batches(trainer, None)
+    optimizer = torch.optim.AdamW([p for p in work.parameters() if p.requires_grad], lr=min_lr)
+    ratio = (max_lr / min_lr) ** (1 / max(1, steps - 1))
+    lrs, losses, best = [], [], math.inf
+    work.train()
+    for step in range(steps):
+        lr = min_lr * ratio**step
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = {k: v.to(work.device) for k, v in batches[step % len(batches)].items() if isinstance(v, torch.Tensor)}
+        loss = work(**batch, use_cache=False).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        lrs.append(lr)
+        losses.append(float(loss.detach()))
+        best = min(best, losses[-1])
+        if not math.isfinite(losses[-1]) or losses[-1] > 4 * best:
+            break
+    suggested = suggest_lr(lrs, losses)
+    findings = [Finding("lr_range", "pass", f"swept lr {lrs[0]:.0e}..{lrs[-1]:.0e} in {len(lrs)} steps; suggested lr {suggested:g}", "")]
+    if configured_lr is not None and configured_lr > 10 * suggested:
+        findings.append(Finding("learning_rate", "warn", f"configured lr {configured_lr:g} is >10× the range test's {suggested:g}",
+                                f"try lr ≈ {suggested:g}"))
+    return LRRangeResult(lrs, losses, suggested, SanityReport(findings, title="LR range test"))
+
+
+@dataclass
+class ProtocolResult:
+    """GO / NO-GO from the protocol, the reasons, and every step's report."""
+
+    verdict: str  # "GO" or "NO-GO"
+    reasons: list[str]
+    reports: dict[str, SanityReport]
+
+    @property
+    def go(self) -> bool:
+        return self.verdict == "GO"
+
+    def __str__(self) -> str:
+        parts = [f"{name}\n{report}" for name, report in self.reports.items()]
+        return "\n\n".join(parts + [f"VERDICT: {self.verdict}" + "".join(f"\n - {r}" for r in self.reasons)])
+
+    def _repr_html_(self) -> str:
+        colour = "#d4edda" if self.go else "#f8d7da"
+        body = "".join(f"<h4>{name}</h4>{report._repr_html_()}" for name, report in self.reports.items())
+        reasons = "".join(f"<li>{r}</li>" for r in self.reasons)
+        return f"{body}<div style='background:{colour};padding:6px'><b>VERDICT: {self.verdict}</b><ul>{reasons}</ul></div>"
+
+
+def run_protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts: Sequence[Any],
+                 overfit_examples: int = 20, overfit_steps: int = 50, short_steps: int = 20, lr: float = 1e-4,
+                 max_length: int = 256, batch_size: int = 4, max_new_tokens: int = 64, overfit_min_drop: float = 0.5,
+                 overfit_lr: float | None = None, recipe: Any = None) -> ProtocolResult:
+    """Preflight, overfit ~20 examples, a short run with eval and monitor, sample generations → GO / NO-GO."""
+    reports: dict[str, SanityReport] = {}
+    base_texts, base_hit = generate_replies(model, tokenizer, prompts, max_new_tokens)
+    work = copy.deepcopy(model)
+    monitor = SanityMonitor(verbose=False)
+    steps_between = max(1, short_steps // 2)
+    trainer = build_trainer(work, tokenizer, train, eval_rows, recipe=recipe, callbacks=[monitor], max_steps=short_steps,
+                            learning_rate=lr, max_length=max_length, per_device_train_batch_size=batch_size,
+                            per_device_eval_batch_size=batch_size, gradient_accumulation_steps=1, logging_steps=1,
+                            eval_strategy="steps", eval_steps=steps_between)
+    reports["preflight"] = preflight(trainer, "quick")
+    reports["overfit"] = overfit_test(model, tokenizer, train, overfit_examples, overfit_steps, lr=overfit_lr or max(lr, 1e-4),
+                                      max_length=max_length, batch_size=batch_size, min_drop=overfit_min_drop, recipe=recipe)
+    before = trainer.evaluate()["eval_loss"]
+    trainer.train()
+    after = trainer.evaluate()["eval_loss"]
+    short = monitor.report()
+    short.title = "short run"
+    ok = math.isfinite(after) and after < before
+    short.extend([Finding("short_run_eval", "pass" if ok else "fail",
+                          f"eval loss {before:.3f} → {after:.3f} after {trainer.state.global_step} steps",
+                          "" if ok else "eval loss did not fall: LR too low/high, labels wrong, or eval data unlike train")])
+    reports["short_run"] = short
+    reports["postflight"] = postflight(work, tokenizer, prompts, base_texts, max_new_tokens, base_hit_max=base_hit)
+    fails = [f"{name}: {f.check}: {f.message}" for name, r in reports.items() for f in r.failed]
+    warns = [f"(warn) {name}: {f.check}: {f.message}" for name, r in reports.items() for f in r.warnings]
+    verdict = "NO-GO" if fails else "GO"
+    return ProtocolResult(verdict, fails + warns if fails else (warns or ["every check passed"]), reports)

@@ -1,0 +1,298 @@
+"""Training plumbing around ``SFTTrainer``: row selection, checkpoints, resume, and the reference run.
+
+The lesson (choosing the ``SFTConfig``, building the trainer, reading the curves) is notebook 06.
+This module keeps what is not the lesson: finding the newest *complete* checkpoint to resume from,
+refusing to mix checkpoints of a different configuration, and :func:`ensure_tuned_model`, which later
+notebooks call so they still run when notebook 06 has not (it trains the reference run and says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+# Files a checkpoint folder needs before it can be resumed from. Trainer writes trainer_state.json
+# last, so a folder without it was cut off mid-save (e.g. a Colab disconnect) and must not be loaded.
+CHECKPOINT_FILES = ("trainer_state.json", "model.safetensors", "optimizer.pt", "scheduler.pt")
+FINGERPRINT_FILE = "config_fingerprint.json"
+# SFTConfig fields that change what a run computes (logging and saving cadence do not).
+FINGERPRINT_FIELDS = (
+    "learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "num_train_epochs", "max_length",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "assistant_only_loss", "completion_only_loss",
+    "packing", "packing_strategy", "seed", "weight_decay", "max_grad_norm", "optim", "bf16", "fp16",
+)
+
+
+def select_splits(data: Any, n_train: int | None, n_eval: int | None, seed: int = 42) -> tuple[Any, Any]:
+    """Training rows and an eval split carved from the *train* split (the test split stays held out).
+
+    The eval split is ``n_eval`` rows (default: 15% of the selected rows); training takes ``n_train``.
+    """
+    train = data["train"].shuffle(seed=seed)
+    n_eval = n_eval if n_eval is not None else max(1, round(0.15 * (n_train or len(train))))
+    n_train = n_train if n_train is not None else len(train) - n_eval
+    if n_train + n_eval > len(train):
+        raise ValueError(
+            f"asked for {n_train} train + {n_eval} eval rows but the train split has {len(train)}; "
+            "lower n_train_examples / n_eval_examples (recipe.with_sizes(...))"
+        )
+    return train.select(range(n_train)), train.select(range(n_train, n_train + n_eval))
+
+
+def conversation_lengths(rows: Any, tokenizer: Any) -> list[int]:
+    """Token count of each row's whole conversation as the chat template renders it for training."""
+    return [len(tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True)["input_ids"]) for row in rows]
+
+
+def keep_rows_that_fit(rows: Any, tokenizer: Any, max_length: int) -> Any:
+    """The rows whose whole conversation fits in ``max_length`` tokens; says how many were dropped.
+
+    Truncation cuts from the end, where the reply is: a row longer than ``max_length`` loses (part of)
+    its answer and its stop token, or all of it (then TRL drops the row). Dropping them up front is
+    explicit; the alternative is a larger ``max_length``.
+    """
+    lengths = conversation_lengths(rows, tokenizer)
+    keep = [i for i, n in enumerate(lengths) if n <= max_length]
+    print(f"kept {len(keep)} of {len(lengths)} rows that fit in max_length={max_length} tokens "
+          f"(longest row: {max(lengths)} tokens)")
+    return rows.select(keep)
+
+
+def config_fingerprint(config: Any) -> dict[str, Any]:
+    """The fields of an ``SFTConfig`` that define the run (for deciding whether a checkpoint belongs to it).
+
+    >>> class C: learning_rate = 1e-4; max_steps = 8
+    >>> config_fingerprint(C())["learning_rate"]
+    0.0001
+    """
+    values = {name: getattr(config, name, None) for name in FINGERPRINT_FIELDS}
+    return {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
+
+
+def _step(folder: Path) -> int:
+    match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
+    return int(match.group(1)) if match else -1
+
+
+def is_complete_checkpoint(folder: Path) -> bool:
+    """True when ``folder`` holds every file resuming needs and a readable ``trainer_state.json``."""
+    if not all((folder / name).is_file() for name in CHECKPOINT_FILES):
+        return False
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return True
+
+
+def latest_checkpoint(output_dir: str | Path, *, verbose: bool = True) -> Path | None:
+    """Newest complete ``checkpoint-N`` in ``output_dir``; incomplete ones are reported and skipped.
+
+    >>> import tempfile; latest_checkpoint(tempfile.mkdtemp()) is None
+    True
+    """
+    folders = sorted((p for p in Path(output_dir).glob("checkpoint-*") if _step(p) >= 0), key=_step, reverse=True)
+    for folder in folders:
+        if is_complete_checkpoint(folder):
+            return folder
+        if verbose:
+            missing = [n for n in CHECKPOINT_FILES if not (folder / n).is_file()]
+            print(f"skipping {folder.name}: incomplete (half-written save?), missing {missing or ['valid trainer_state.json']}")
+    return None
+
+
+def resume_point(config: Any, *, resume: bool = True) -> Path | None:
+    """Checkpoint to pass to ``trainer.train(resume_from_checkpoint=...)``, or None to start fresh.
+
+    Resumes only when the checkpoints in ``config.output_dir`` were made with the same run-defining
+    settings (see :data:`FINGERPRINT_FIELDS`); otherwise it raises instead of silently mixing two runs.
+    Records the fingerprint for the next call.
+    """
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint_path = output_dir / FINGERPRINT_FILE
+    current = config_fingerprint(config)
+    checkpoint = latest_checkpoint(output_dir) if resume else None
+    if checkpoint is not None and fingerprint_path.is_file():
+        previous = json.loads(fingerprint_path.read_text())
+        changed = {k: (previous.get(k), v) for k, v in current.items() if previous.get(k) != v}
+        if changed:
+            details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise ValueError(
+                f"{output_dir} holds checkpoints of a different configuration ({details}). Nothing was "
+                "deleted. Set RESUME = False to start over in a fresh folder, or restore the old settings."
+            )
+    fingerprint_path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    if checkpoint is not None:
+        print(f"resuming from {checkpoint} (step {_step(checkpoint)})")
+    return checkpoint
+
+
+def fresh_output_dir(base: Path) -> Path:
+    """``base`` if it holds no checkpoints, else the first free ``base-2``, ``base-3``... (nothing is overwritten).
+
+    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "sft"; fresh_output_dir(p).name
+    'sft'
+    """
+    candidate, n = base, 1
+    while candidate.exists() and any(candidate.glob("checkpoint-*")):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def log_summary(log_history: list[dict[str, Any]]) -> dict[str, Any]:
+    """First/last train and eval loss and the best eval step from ``trainer.state.log_history``.
+
+    >>> log_summary([{"loss": 2.0, "step": 1}, {"eval_loss": 1.9, "step": 1}, {"loss": 1.0, "step": 2}])["last_train_loss"]
+    1.0
+    """
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
+    best = min(evals, key=lambda se: se[1]) if evals else (None, None)
+    return {
+        "first_train_loss": train[0][1] if train else None,
+        "last_train_loss": train[-1][1] if train else None,
+        "first_eval_loss": evals[0][1] if evals else None,
+        "last_eval_loss": evals[-1][1] if evals else None,
+        "best_eval_step": best[0],
+        "best_eval_loss": best[1],
+        "train_curve": train,
+        "eval_curve": evals,
+    }
+
+
+def reference_sft_config(recipe: Any, output_dir: str | Path, **overrides: Any) -> Any:
+    """The SFTConfig notebook 06 arrives at: the recipe plus assistant-only loss and best-model-at-end."""
+    from trl import SFTConfig
+
+    kwargs = {
+        **recipe.sft_config_kwargs(),
+        "assistant_only_loss": True,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "eval_loss",
+        "greater_is_better": False,
+        "save_total_limit": 2,
+        **overrides,
+    }
+    return SFTConfig(output_dir=str(output_dir), **kwargs)
+
+
+def reference_sft_run(run: Path, recipe: Any, model_id: str, dataset: str) -> Path:
+    """Train the reference run of notebook 06 into ``run/sft`` and save the model to ``run/sft/final``."""
+    from trl import SFTTrainer
+
+    from labhelpers.data import load_chat_dataset
+    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.runs import save_metrics
+
+    model, tokenizer = load_model_and_tokenizer(model_id, recipe)
+    data = load_chat_dataset(dataset)
+    data["train"] = keep_rows_that_fit(data["train"], tokenizer, recipe.sizes.max_length)
+    train, evaluation = select_splits(data, recipe.sizes.n_train_examples, recipe.sizes.n_eval_examples)
+    # no_robots' `prompt` string column would make TRL treat the rows as non-conversational
+    train, evaluation = train.select_columns(["messages"]), evaluation.select_columns(["messages"])
+    config = reference_sft_config(recipe, run / "sft")
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
+    trainer.train(resume_from_checkpoint=resume_point(config))
+    final = run / "sft" / "final"
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    save_metrics(run, "training", {**log_summary(trainer.state.log_history), "log_history": trainer.state.log_history})
+    return final
+
+
+def ensure_tuned_model(run: Path, recipe: Any, model_id: str, dataset: str) -> Path:
+    """Folder of the fine-tuned model from notebook 06; trains the reference run first when it is missing."""
+    final = run / "sft" / "final"
+    if (final / "model.safetensors").is_file():
+        return final
+    print(f"No fine-tuned model in {final} (notebook 06 has not run in this run folder): training the "
+          f"reference run now ({recipe.profile} profile).")
+    return reference_sft_run(run, recipe, model_id, dataset)
+
+
+def early_stopping_step(eval_curve: list[tuple[int, float]], patience: int, threshold: float = 0.0) -> tuple[int, int] | None:
+    """``(stop_step, best_step)`` where ``EarlyStoppingCallback(patience)`` would stop, or None if it never would.
+
+    Like transformers' callback: an eval counts as better only when it beats the best by more than
+    ``threshold``; after ``patience`` evals in a row without improvement, training stops.
+
+    >>> early_stopping_step([(2, 2.0), (4, 1.8), (6, 1.9), (8, 2.1), (10, 2.3)], patience=2)
+    (8, 4)
+    >>> early_stopping_step([(2, 2.0), (4, 1.8)], patience=2) is None
+    True
+    """
+    best_step, best, waited = None, float("inf"), 0
+    for step, loss in eval_curve:
+        if loss < best - threshold:
+            best_step, best, waited = step, loss, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                return step, best_step
+    return None
+
+
+def diagnose_overfitting(summary: dict[str, Any], patience: int = 2) -> str:
+    """One-paragraph verdict on train vs eval loss from :func:`log_summary`, with mitigations when needed.
+
+    >>> s = log_summary([{"loss": 2.0, "step": 2}, {"eval_loss": 2.1, "step": 2}, {"loss": 0.5, "step": 4},
+    ...                  {"eval_loss": 2.4, "step": 4}, {"loss": 0.1, "step": 6}, {"eval_loss": 2.9, "step": 6}])
+    >>> diagnose_overfitting(s).split(":")[0]
+    'Overfitting'
+    """
+    evals, train = summary["eval_curve"], summary["train_curve"]
+    if len(evals) < 2 or not train:
+        return "Not enough evaluations to judge (need at least two): evaluate more often (eval_steps)."
+    stop = early_stopping_step(evals, patience)
+    if summary["last_eval_loss"] > summary["best_eval_loss"] and summary["last_train_loss"] < train[0][1]:
+        where = f"; early stopping (patience {patience}) would stop at step {stop[0]}" if stop else ""
+        return (
+            f"Overfitting: train loss fell {train[0][1]:.2f} -> {summary['last_train_loss']:.2f} while eval loss rose "
+            f"from its best {summary['best_eval_loss']:.2f} (step {summary['best_eval_step']}) to "
+            f"{summary['last_eval_loss']:.2f}{where}. Mitigations: keep the best checkpoint "
+            "(load_best_model_at_end) and stop early (EarlyStoppingCallback); train fewer epochs or at a lower "
+            "learning rate; add more (and more varied) data, or regularise (weight decay, LoRA instead of a full fine-tune)."
+        )
+    return (
+        f"No overfitting yet: eval loss {summary['first_eval_loss']:.2f} -> {summary['last_eval_loss']:.2f} is at or "
+        f"near its best ({summary['best_eval_loss']:.2f}) while train loss fell to {summary['last_train_loss']:.2f}."
+    )
+
+
+class TrainingOutOfMemory(RuntimeError):
+    """Training ran out of accelerator memory; the message holds the estimate and the changes that would fit."""
+
+
+def out_of_memory_message(model: Any, recipe: Any, gpu_gib: float | None) -> str:
+    """The estimator's breakdown for this run and, for a ``gpu_gib`` card, the concrete changes that would fit."""
+    from labhelpers.memory import estimate_memory
+
+    estimate = estimate_memory(model, recipe)
+    lines = ["Training ran out of GPU memory. Estimated need for this run:", str(estimate)]
+    tips = estimate.advice(gpu_gib) if gpu_gib else []
+    if tips:
+        lines += [f"Changes that would fit a {gpu_gib:g} GiB card (each alone):"] + [f"  - {tip}" for tip in tips]
+    else:
+        lines.append("The estimate fits this card: other processes may hold memory (restart the runtime), or the "
+                     "longest rows exceed the estimate; lower per_device_train_batch_size or max_length.")
+    lines.append("Change the SFTConfig (or recipe.with_sizes(...)) and re-run: training resumes from the last checkpoint.")
+    return "\n".join(lines)
+
+
+def train_or_explain_oom(trainer: Any, recipe: Any, resume_from_checkpoint: str | None = None,
+                         gpu_gib: float | None = None) -> Any:
+    """``trainer.train(...)``; an out-of-memory error stops the run with :func:`out_of_memory_message` instead."""
+    import torch
+
+    try:
+        return trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    except torch.OutOfMemoryError:
+        if gpu_gib is None and torch.cuda.is_available():
+            gpu_gib = torch.cuda.get_device_properties(0).total_memory / 1024**3
+        message = out_of_memory_message(trainer.model, recipe, gpu_gib)
+    raise TrainingOutOfMemory(message)

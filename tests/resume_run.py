@@ -1,0 +1,43 @@
+"""A tiny real SFT run used by test_resume.py: ``python tests/resume_run.py OUTPUT_DIR RESULT.json``.
+
+Resumes from the newest complete checkpoint in OUTPUT_DIR when there is one (like notebook 06) and
+writes the final train loss and a weight fingerprint to RESULT.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+import transformers
+from trl import SFTConfig, SFTTrainer
+
+from labhelpers.data import load_chat_dataset
+from labhelpers.hardware import detect_recipe
+from labhelpers.models import load_model_and_tokenizer
+from labhelpers.training import keep_rows_that_fit, resume_point
+
+STEPS = 4
+
+
+def main(output_dir: str, result_path: str) -> None:
+    transformers.set_seed(7)
+    recipe = detect_recipe("ci")
+    model, tokenizer = load_model_and_tokenizer(recipe=recipe, verbose=False)
+    data = load_chat_dataset()
+    train = keep_rows_that_fit(data["train"].select(range(60)), tokenizer, 160).select(range(12)).select_columns(["messages"])
+    kwargs = {**recipe.sft_config_kwargs(), "max_steps": STEPS, "max_length": 160, "per_device_train_batch_size": 2,
+              "save_steps": 2, "eval_strategy": "no", "logging_steps": 1, "seed": 7}
+    config = SFTConfig(output_dir=output_dir, assistant_only_loss=True, **kwargs)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train, processing_class=tokenizer)
+    checkpoint = resume_point(config)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    losses = {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}
+    weights = torch.cat([p.detach().flatten()[:4096] for p in trainer.model.parameters()])
+    json.dump({"losses": losses, "weights": weights.tolist(), "resumed_from": str(checkpoint) if checkpoint else None},
+              open(result_path, "w"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,157 @@
+"""The TODO checks of notebooks 01-04: each passes the reference solution and catches a typical mistake with the
+right message."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from labhelpers.checks import (
+    TodoCheckError,
+    check_batch_math,
+    check_build_labels,
+    check_format_chatml,
+    check_generate_answers,
+)
+
+# ---------------------------------------------------------------------------------------------- 01 batch arithmetic
+
+
+def _eff(p, a, g):
+    return p * a * g
+
+
+def _steps(n, p, a, g):
+    return math.ceil(math.ceil(n / (p * g)) / a)
+
+
+def _warmup(total, ratio):
+    return math.ceil(total * ratio)
+
+
+def test_batch_math_reference_passes(capsys):
+    check_batch_math(_eff, _steps, _warmup)
+    assert capsys.readouterr().out.startswith("✓ batch arithmetic matches HF Trainer")
+
+
+def test_batch_math_catches_floor_division():
+    with pytest.raises(TodoCheckError, match=r"round up \(math.ceil\), never down"):
+        check_batch_math(_eff, lambda n, p, a, g: n // (p * a * g), _warmup)
+
+
+def test_batch_math_catches_forgotten_gpus():
+    with pytest.raises(TodoCheckError, match=r"effective_batch_size\(per_device=1, grad_accum=1, n_gpus=2\) returned 1"):
+        check_batch_math(lambda p, a, g: p * a, _steps, _warmup)
+
+
+def test_batch_math_catches_int_warmup():
+    with pytest.raises(TodoCheckError, match=r"warmup_steps\(total_steps=8, ratio=0.03\) returned 0, HF computes math.ceil"):
+        check_batch_math(_eff, _steps, lambda total, ratio: int(total * ratio))
+
+
+# ---------------------------------------------------------------------------------------------- 03 chat template
+DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+
+def _format_chatml(messages, add_generation_prompt=False):
+    parts = [] if messages and messages[0]["role"] == "system" else [f"<|im_start|>system\n{DEFAULT_SYSTEM}<|im_end|>\n"]
+    parts += [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages]
+    return "".join(parts) + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+
+
+@pytest.mark.slow
+def test_format_chatml_reference_passes(tokenizer, capsys):
+    check_format_chatml(_format_chatml, tokenizer)
+    assert "reproduces apply_chat_template on 11 conversations" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_format_chatml_catches_missing_default_system(tokenizer):
+    def no_default(messages, add_generation_prompt=False):
+        return _format_chatml([{"role": "system", "content": "x"}] + messages, add_generation_prompt).split("\n", 2)[2] \
+            if messages[0]["role"] != "system" else _format_chatml(messages, add_generation_prompt)
+
+    with pytest.raises(TodoCheckError, match=r"first difference at character 12.*inserts its default one first"):
+        check_format_chatml(no_default, tokenizer)
+
+
+@pytest.mark.slow
+def test_format_chatml_catches_stripped_content(tokenizer):
+    def stripped(messages, add_generation_prompt=False):
+        return _format_chatml([{**m, "content": m["content"].strip()} for m in messages], add_generation_prompt)
+
+    with pytest.raises(TodoCheckError, match=r"case 3 of 11.*content unchanged \(no strip\)"):
+        check_format_chatml(stripped, tokenizer)
+
+
+# ---------------------------------------------------------------------------------------------- 04 labels
+
+
+def _build_labels(ids, mask):
+    return [i if m else -100 for i, m in zip(ids, mask)]
+
+
+@pytest.mark.slow
+def test_build_labels_reference_passes(tokenizer, capsys):
+    check_build_labels(_build_labels, tokenizer)
+    assert capsys.readouterr().out.startswith("✓ labels train exactly the assistant replies")
+
+
+@pytest.mark.slow
+def test_build_labels_names_the_trained_user_turn(tokenizer):
+    with pytest.raises(TodoCheckError, match=r"your labels train the system turn at tokens 0-20 .*the user turn at tokens 21-29"):
+        check_build_labels(lambda ids, mask: list(ids), tokenizer)
+
+
+@pytest.mark.slow
+def test_build_labels_catches_masked_end_of_turn(tokenizer):
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    with pytest.raises(TodoCheckError, match=r"mask the end-of-turn token <\|im_end\|> at token 36"):
+        check_build_labels(lambda ids, mask: [i if m and i != im_end else -100 for i, m in zip(ids, mask)], tokenizer)
+
+
+@pytest.mark.slow
+def test_build_labels_catches_shift(tokenizer):
+    with pytest.raises(TodoCheckError, match=r"shifted by one token"):
+        check_build_labels(lambda ids, mask: _build_labels(ids, mask)[1:] + [-100], tokenizer)
+
+
+# ---------------------------------------------------------------------------------------------- 02 generation
+
+
+def _generate(model, tokenizer, prompts, max_new_tokens, side="left"):
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in prompts]
+    old, tokenizer.padding_side = tokenizer.padding_side, side
+    batch = tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+    tokenizer.padding_side = old
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+@pytest.mark.slow
+def test_generate_answers_reference_passes(model_and_tokenizer, capsys):
+    model, tokenizer = model_and_tokenizer
+    check_generate_answers(_generate, model, tokenizer)
+    assert "left-padded greedy replies match" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_generate_answers_catches_right_padding(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    with pytest.raises(TodoCheckError, match=r"pad on the LEFT"):
+        check_generate_answers(lambda *a: _generate(*a, side="right"), model, tokenizer)
+
+
+@pytest.mark.slow
+def test_generate_answers_catches_prompt_in_output(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+
+    def whole(model, tokenizer, prompts, max_new_tokens):
+        return [p + " " + r for p, r in zip(prompts, _generate(model, tokenizer, prompts, max_new_tokens))]
+
+    with pytest.raises(TodoCheckError, match=r"contains the prompt itself.*decode only the new tokens"):
+        check_generate_answers(whole, model, tokenizer)

@@ -1,0 +1,117 @@
+"""The lab series as a product: generated copies in sync, Colab cells, current API, and every solution executed."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labhelpers import colab, nbtools
+from labhelpers.series import execute
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+EXPECTED_SERIES = ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"]
+
+
+def _code_cells(path: Path) -> list[str]:
+    return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def test_series_is_complete_and_ordered():
+    assert [p.name[:2] for p in SOLUTIONS] == EXPECTED_SERIES
+
+
+def test_student_notebooks_are_generated_and_in_sync():
+    problems = nbtools.check(ROOT / "solutions", ROOT / "notebooks")
+    assert problems == [], "\n".join(problems) + "\nrun: python -m labhelpers.nbtools clean && python -m labhelpers.nbtools build"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_colab_badge_and_install_cell(path):
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[0].source.splitlines()[0] == colab.badge_markdown(f"notebooks/{path.name}")
+    assert cells[1].source == colab.install_cell_source()
+    assert "parameters" in cells[2].metadata.get("tags", [])
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_every_solution_has_a_todo_and_questions(path):
+    nb = nbformat.read(path, as_version=4)
+    assert any("solution" in c.metadata.get("tags", []) for c in nb.cells), "no TODO cell"
+    assert "Check your understanding" in nb.cells[-1].source or any(
+        "Check your understanding" in c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "<details>" in "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def _keywords_passed_to(names: set[str]) -> list[tuple[str, str, str]]:
+    """(notebook, callee, keyword) for every call to one of ``names`` in the solution notebooks."""
+    found = []
+    for path in SOLUTIONS:
+        for source in _code_cells(path):
+            try:
+                tree = nbtools.parse_cell(source)
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree) if tree else []:
+                if isinstance(node, ast.Call):
+                    callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                    if callee in names:
+                        found += [(path.name, callee, kw.arg) for kw in node.keywords if kw.arg]
+    return found
+
+
+def test_notebooks_use_only_current_api():
+    """Every keyword the notebooks pass to SFTConfig / SFTTrainer / from_pretrained is accepted today."""
+    from transformers import PreTrainedModel
+    from trl import SFTConfig, SFTTrainer
+
+    from labhelpers.drift import REMOVED_ARGUMENTS
+
+    accepted = {
+        "SFTConfig": {f.name for f in dataclasses.fields(SFTConfig)},
+        "SFTTrainer": set(inspect.signature(SFTTrainer.__init__).parameters),
+    }
+    calls = _keywords_passed_to({"SFTConfig", "SFTTrainer", "from_pretrained"})
+    assert calls, "found no SFTConfig/SFTTrainer call in the notebooks"
+    bad = []
+    for notebook, callee, keyword in calls:
+        if callee in accepted and keyword not in accepted[callee]:
+            bad.append(f"{notebook}: {callee}({keyword}=...) is not accepted by the installed version")
+        if callee == "from_pretrained" and keyword in REMOVED_ARGUMENTS:
+            bad.append(f"{notebook}: from_pretrained({keyword}=...) is gone")
+    # a drift demonstration passes an old name on purpose, inside try/except TypeError
+    demos = {(n, c, k) for n, c, k in calls if k in REMOVED_ARGUMENTS}
+    bad = [b for b in bad if not any(b.startswith(f"{n}: {c}({k}=") for n, c, k in demos)]
+    assert bad == [], "\n".join(bad)
+    for keyword in REMOVED_ARGUMENTS:
+        if keyword != "tokenizer":
+            assert keyword not in accepted["SFTConfig"], f"{keyword} is accepted again: update labhelpers.drift"
+    assert "tokenizer" not in accepted["SFTTrainer"] and "processing_class" in accepted["SFTTrainer"]
+
+
+# ---------------------------------------------------------------------------------------------- papermill
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_solution_executes_with_papermill(path, tmp_path_factory):
+    """Execute each solution in the ci profile, in series order, sharing one run folder like ./lab.sh run."""
+    run = Path(os.environ["LAB_RUN_DIR"])
+    out = run / "executed" / path.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    TIMINGS[path.stem] = execute(path, out, {"PROFILE": "ci", "RUN_DIR": str(run)})
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors == []
+    (run / "metrics").mkdir(exist_ok=True)
+    (run / "metrics" / "papermill_timings.json").write_text(json.dumps(TIMINGS, indent=2))
+    print(f"{path.stem}: {TIMINGS[path.stem]:.1f} s (total so far {sum(TIMINGS.values()):.1f} s)")

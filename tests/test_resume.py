@@ -1,0 +1,96 @@
+"""Survive a disconnect: a run killed (SIGKILL) after a checkpoint resumes to the same result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from labhelpers.training import CHECKPOINT_FILES, is_complete_checkpoint, latest_checkpoint, resume_point
+
+SCRIPT = Path(__file__).with_name("resume_run.py")
+ROOT = SCRIPT.parents[1]
+# Tolerance: on one CPU the resumed run replays the same batches with the restored RNG, optimizer and
+# scheduler states, so results agree to float32 rounding; 1e-5 leaves room for thread-order effects in
+# reductions and nothing more (a wrong data order or a lost optimizer state differs by > 1e-3).
+TOLERANCE = 1e-5
+
+
+def _run(output_dir: Path, result: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    return subprocess.Popen([sys.executable, str(SCRIPT), str(output_dir), str(result)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights_and_loss(tmp_path, model_and_tokenizer):  # fixture: warm cache
+    straight = _run(tmp_path / "straight", tmp_path / "straight.json")
+    assert straight.wait(timeout=900) == 0, straight.stdout.read()
+
+    victim = _run(tmp_path / "killed", tmp_path / "killed.json")
+    deadline = time.time() + 900
+    while not (tmp_path / "killed" / "checkpoint-2" / "trainer_state.json").is_file():
+        assert victim.poll() is None, "the run ended before it could be killed:\n" + victim.stdout.read()
+        assert time.time() < deadline
+        time.sleep(0.2)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "killed.json").exists(), "the killed run must not have finished"
+
+    resumed = _run(tmp_path / "killed", tmp_path / "killed.json")
+    output = resumed.communicate(timeout=900)[0]
+    assert resumed.returncode == 0, output
+    assert "resuming from" in output
+
+    a = json.loads((tmp_path / "straight.json").read_text())
+    b = json.loads((tmp_path / "killed.json").read_text())
+    assert int(Path(b["resumed_from"]).name.split("-")[1]) >= 2
+    assert a["losses"].keys() >= {"4"} and b["losses"].keys() >= {"4"}
+    assert abs(a["losses"]["4"] - b["losses"]["4"]) <= TOLERANCE * max(1.0, abs(a["losses"]["4"]))
+    assert max(abs(x - y) for x, y in zip(a["weights"], b["weights"])) <= TOLERANCE
+
+
+def _fake_checkpoint(folder: Path, complete: bool) -> None:
+    folder.mkdir(parents=True)
+    for name in CHECKPOINT_FILES:
+        if name == "trainer_state.json":
+            if complete:
+                (folder / name).write_text(json.dumps({"global_step": 1}))
+        else:
+            (folder / name).write_bytes(b"x")
+
+
+def test_half_written_checkpoint_is_skipped_with_a_message(tmp_path, capsys):
+    _fake_checkpoint(tmp_path / "checkpoint-4", complete=True)
+    _fake_checkpoint(tmp_path / "checkpoint-8", complete=False)  # killed during save: no trainer_state.json
+    (tmp_path / "checkpoint-12").mkdir()  # killed right after mkdir
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
+    out = capsys.readouterr().out
+    assert "skipping checkpoint-12" in out and "skipping checkpoint-8" in out and "trainer_state.json" in out
+    assert not is_complete_checkpoint(tmp_path / "checkpoint-8")
+
+
+def test_truncated_trainer_state_is_not_trusted(tmp_path):
+    _fake_checkpoint(tmp_path / "checkpoint-2", complete=True)
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text('{"global_st')
+    assert latest_checkpoint(tmp_path, verbose=False) is None
+
+
+def test_checkpoints_of_another_configuration_are_not_mixed(tmp_path):
+    class Config:
+        output_dir = str(tmp_path)
+        learning_rate = 1e-4
+        max_steps = 8
+
+    _fake_checkpoint(tmp_path / "checkpoint-4", complete=True)
+    assert resume_point(Config()) == tmp_path / "checkpoint-4"
+    Config.learning_rate = 5e-4
+    with pytest.raises(ValueError, match=r"different configuration \(learning_rate: 0.0001 -> 0.0005\).*Nothing was deleted"):
+        resume_point(Config())
+    assert (tmp_path / "checkpoint-4").is_dir()
