@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("model_load", "sanity", "training_modes")
+BENCHMARKS = ("model_load", "sanity", "training_modes", "packing", "trainer_overhead")
 
 
 def main(argv: list[str]) -> None:

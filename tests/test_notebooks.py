@@ -102,8 +102,9 @@ TIMINGS: dict[str, float] = {}
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("lane_snapshot")
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
-def test_solution_executes_with_papermill(path, tmp_path_factory):
+def test_solution_executes_with_papermill(path):
     """Execute each solution in the ci profile, in series order, sharing one run folder like ./lab.sh run."""
     run = Path(os.environ["LAB_RUN_DIR"])
     out = run / "executed" / path.name
@@ -115,3 +116,50 @@ def test_solution_executes_with_papermill(path, tmp_path_factory):
     (run / "metrics").mkdir(exist_ok=True)
     (run / "metrics" / "papermill_timings.json").write_text(json.dumps(TIMINGS, indent=2))
     print(f"{path.stem}: {TIMINGS[path.stem]:.1f} s (total so far {sum(TIMINGS.values()):.1f} s)")
+
+
+# ------------------------------------------------------------------------------------------ stays in its lane
+# Folders that tools write on their own (kernel connection files, IPython history, matplotlib's font cache) or
+# that only hold installed toolchains; the lab's own writes must all land in the run folder or the model cache.
+TOOL_OWNED = (".cache/sft-lab", ".cache/matplotlib", ".cache/pip", ".ipython", ".local/share/jupyter", ".jupyter",
+              ".config/matplotlib", ".pyenv", ".cargo", ".rustup", ".npm", ".cache/huggingface/hub", ".claude")
+LANE: dict[str, dict[str, tuple[int, int]]] = {}
+
+
+def _tree(root: Path, skip: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file under ``root`` except the ``skip`` sub-folders."""
+    files = {}
+    for folder, dirs, names in os.walk(root):
+        rel = os.path.relpath(folder, root)
+        dirs[:] = [d for d in dirs if os.path.normpath(os.path.join(rel, d)) not in skip]
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            files[os.path.relpath(path, root)] = (info.st_size, info.st_mtime_ns)
+    return files
+
+
+def _lane_snapshot() -> dict[str, dict[str, tuple[int, int]]]:
+    repo_skip = (".git", ".venv", ".venv-ci", "venv", ".pytest_cache")
+    return {"repo": _tree(ROOT, repo_skip), "home": _tree(Path.home(), TOOL_OWNED)}
+
+
+@pytest.fixture(autouse=False)
+def lane_snapshot():
+    """Snapshot the checkout and the home folder before the first notebook runs."""
+    if not LANE:
+        LANE.update(_lane_snapshot())
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("lane_snapshot")
+def test_series_stayed_in_its_lane():
+    """Running every notebook wrote nothing in the checkout or the home folder (outside the model cache)."""
+    after = _lane_snapshot()
+    for where in ("repo", "home"):
+        changed = sorted(k for k in set(LANE[where]) | set(after[where]) if LANE[where].get(k) != after[where].get(k))
+        changed = [c for c in changed if "__pycache__" not in c]
+        assert changed == [], f"the series wrote outside the run folder ({where}): {changed[:20]}"

@@ -83,7 +83,11 @@ def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs:
             base_hit_max = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) >= max_new_tokens - 1 for t in base_outputs]
         base_hit = sum(base_hit_max) / max(1, len(base_hit_max))
     worse = base_hit is not None and hit_share > base_hit + 0.2
-    status = "fail" if hit_share >= 0.5 or worse else "warn" if hit_share > 0.2 else "pass"
+    # Runaway replies are a fail when training made them worse, or when there is no base to compare with.
+    # When the base model already ran away as often, fine-tuning has not fixed it yet (a short run) — a warn:
+    # after a full run, read it as "the stop token was not learned".
+    unchanged = base_hit is not None and not worse
+    status = "fail" if worse or (hit_share >= 0.5 and not unchanged) else "warn" if hit_share > 0.2 else "pass"
     report.extend([Finding("hit_max_new_tokens", status,
                            f"{hit_share:.0%} of {n} replies ran to max_new_tokens={max_new_tokens} without a stop token"
                            + (f" (base {base_hit:.0%})" if base_hit is not None else ""),
