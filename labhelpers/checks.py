@@ -78,6 +78,367 @@ def check_batch_math(effective_batch_size, optimizer_steps_per_epoch, warmup_ste
     passed(f"batch arithmetic matches HF Trainer on {len(layouts) * len(sizes)} layouts and {len(cases)} warmup cases")
 
 
+# --------------------------------------------------------------------------- 02 · baseline generation
+GENERATION_CHECK_PROMPTS = ("Say hi.", "Name the three primary colours and say in one short sentence why they matter.")
+
+
+def _generate_alone(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
+    """Reference: one prompt, no padding at all, greedy, new tokens only, special tokens skipped."""
+    import torch
+
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def check_generate_answers(generate_answers, model, tokenizer, max_new_tokens: int = 6) -> None:
+    """Run the student's batched ``generate_answers`` on two prompts of different lengths and compare each reply
+    with the same prompt generated alone (no padding, greedy). Needs the real model (see tests/test_checks_basics.py).
+    """
+    prompts = list(GENERATION_CHECK_PROMPTS)
+    side = tokenizer.padding_side
+    got = generate_answers(model, tokenizer, prompts, max_new_tokens)
+    tokenizer.padding_side = side
+    require(isinstance(got, list) and len(got) == len(prompts) and all(isinstance(x, str) for x in got),
+            f"generate_answers returned {type(got).__name__} {str(got)[:80]!r}, expected a list of {len(prompts)} strings",
+            "return one decoded string per prompt, in the order of the prompts")
+    for prompt, text in zip(prompts, got):
+        require("<|im_" not in text and "<|endoftext|>" not in text,
+                f"the reply to {prompt!r} contains special tokens: {text[:120]!r}",
+                "decode with tokenizer.batch_decode(new_tokens, skip_special_tokens=True)")
+        require(prompt not in text and "You are a helpful AI assistant" not in text,
+                f"the reply to {prompt!r} contains the prompt itself: {text[:120]!r}",
+                "decode only the new tokens: output_ids[:, input_ids.shape[1]:] (generate returns prompt + reply)")
+    want = [_generate_alone(model, tokenizer, p, max_new_tokens) for p in prompts]
+    short, long_ = 0, 1  # the short prompt is the one that gets padded in a batch
+    if got[long_] == want[long_] and got[short] != want[short]:
+        raise TodoCheckError(
+            f"the padded (shorter) prompt {prompts[short]!r} gets {got[short][:80]!r} in your batch but "
+            f"{want[short][:80]!r} alone; the unpadded one matches. Fix: pad on the LEFT "
+            "(tokenizer.padding_side = 'left') and pass the attention_mask to generate, so every prompt ends right "
+            "where its reply begins")
+    require(got == want, f"your replies {[g[:60] for g in got]} differ from greedy replies generated one prompt at a "
+            f"time {[w[:60] for w in want]}",
+            "render each prompt with apply_chat_template(..., add_generation_prompt=True, tokenize=False), tokenize "
+            "with add_special_tokens=False and padding_side='left', generate greedily (do_sample=False) with the "
+            "attention_mask")
+    passed(f"batched, left-padded greedy replies match one-at-a-time generation for {len(prompts)} prompts")
+
+
+# --------------------------------------------------------------------------- 03 · chat formatting
+def first_difference(got: str, want: str, context: int = 25) -> str:
+    """Where two strings first differ, with a snippet of each around that position ('' when equal).
+
+    >>> print(first_difference("<|im_start|>user\\nHi", "<|im_start|>user\\nHi<|im_end|>\\n", 8))
+    first difference at character 19 (your text is shorter): yours '>user\\nHi' vs expected '>user\\nHi<|im_end'
+    >>> first_difference("abc", "abc")
+    ''
+    """
+    if got == want:
+        return ""
+    pos = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    lo = max(pos - context, 0)
+    note = " (your text is shorter)" if pos == len(got) else " (your text is longer)" if pos == len(want) else ""
+    return (f"first difference at character {pos}{note}: yours {got[lo:pos + context]!r} "
+            f"vs expected {want[lo:pos + context]!r}")
+
+
+def chatml_check_cases() -> list[tuple[list[dict[str, str]], bool]]:
+    """(messages, add_generation_prompt) pairs covering the template's branches.
+
+    >>> len(chatml_check_cases()), chatml_check_cases()[0]
+    (11, ([{'role': 'user', 'content': 'Hi!'}], True))
+    """
+    from labhelpers.chat import PROBE_CONVERSATIONS
+
+    cases: list[tuple[list[dict[str, str]], bool]] = [
+        ([{"role": "user", "content": "Hi!"}], True),
+        ([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi!"}], True),
+        ([{"role": "user", "content": "  spaces and a trailing newline\n"}], False),
+    ]
+    for conversation in PROBE_CONVERSATIONS:
+        cases.append((list(conversation), False))
+        cases.append((list(conversation[:-1]), True))
+    return cases
+
+
+def check_format_chatml(format_chatml, tokenizer) -> None:
+    """Compare the student's ``format_chatml(messages, add_generation_prompt)`` with the tokenizer's own rendering.
+
+    >>> class Tok:  # renders like SmolLM2's template, without a default system prompt
+    ...     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+    ...         s = "".join(f"<|im_start|>{m['role']}\\n{m['content']}<|im_end|>\\n" for m in messages)
+    ...         return s + ("<|im_start|>assistant\\n" if add_generation_prompt else "")
+    >>> check_format_chatml(lambda m, add_generation_prompt=False: Tok().apply_chat_template(m,
+    ...     add_generation_prompt=add_generation_prompt), Tok())
+    ✓ format_chatml reproduces apply_chat_template on 11 conversations (with and without a generation prompt)
+    >>> check_format_chatml(lambda m, add_generation_prompt=False: Tok().apply_chat_template(m), Tok())
+    Traceback (most recent call last):
+    ...
+    labhelpers.checks.TodoCheckError: case 1 of 11, add_generation_prompt=True, messages [{'role': 'user', 'content': 'Hi!'}]: first difference at character 31 (your text is shorter): yours 'tart|>user\\nHi!<|im_end|>\\n' vs expected 'tart|>user\\nHi!<|im_end|>\\n<|im_start|>assistant\\n'. Fix: with add_generation_prompt=True, end with '<|im_start|>assistant\\n' so the model knows it is its turn
+    """
+    cases = chatml_check_cases()
+    for number, (messages, gen) in enumerate(cases, start=1):
+        want = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
+        got = format_chatml([dict(m) for m in messages], add_generation_prompt=gen)
+        require(isinstance(got, str), f"format_chatml returned {type(got).__name__}, not a string",
+                "build and return one string")
+        if got == want:
+            continue
+        diff = first_difference(got, want)
+        pos = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+        if gen and want.endswith("<|im_start|>assistant\n") and not got.endswith("<|im_start|>assistant\n"):
+            fix = "with add_generation_prompt=True, end with '<|im_start|>assistant\\n' so the model knows it is its turn"
+        elif not gen and got.endswith("<|im_start|>assistant\n"):
+            fix = "add the generation prompt only when add_generation_prompt=True"
+        elif messages[0]["role"] != "system" and want.startswith("<|im_start|>system") and pos < 100:
+            fix = ("without a system message SmolLM2's template inserts its default one first: "
+                   "'<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n'")
+        elif messages[0]["role"] == "system" and got.count("<|im_start|>system") > 1:
+            fix = "insert the default system prompt only when the first message is not a system message"
+        else:
+            fix = ("each message is '<|im_start|>' + role + '\\n' + content + '<|im_end|>' + '\\n', content unchanged "
+                   "(no strip), nothing between messages")
+        raise TodoCheckError(f"case {number} of {len(cases)}, add_generation_prompt={gen}, messages {messages}: {diff}. "
+                             f"Fix: {fix}")
+    passed(f"format_chatml reproduces apply_chat_template on {len(cases)} conversations "
+           "(with and without a generation prompt)")
+
+
+# --------------------------------------------------------------------------- 04 · loss masking
+LABEL_CHECK_CONVERSATIONS = (
+    ({"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}),
+    ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"},
+     {"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And of Italy?"},
+     {"role": "assistant", "content": "Rome."}),
+)
+
+
+def _label_problem(tokenizer, ids: list[int], got: list[int], want: list[int]) -> str:
+    """Describe the first wrong span of labels: which turn is trained or masked by mistake, decoded."""
+    from labhelpers.display import token_roles, trained_spans
+
+    roles = token_roles(tokenizer, ids)
+    wrongly_trained = [g != -100 and w == -100 for g, w in zip(got, want)]
+    wrongly_masked = [g == -100 and w != -100 for g, w in zip(got, want)]
+    if any(wrongly_trained):
+        parts = []
+        for a, b in trained_spans(wrongly_trained):
+            start = a
+            for i in range(a, b + 1):  # split each wrong span where the turn changes
+                if i == b or roles[i + 1] != roles[start]:
+                    role = roles[start]
+                    what = {"system": "the system turn", "user": "the user turn", "pad": "padding",
+                            "assistant": "the assistant header"}.get(role, "text outside any turn")
+                    parts.append(f"{what} at tokens {start}-{i} ({tokenizer.decode(ids[start:i + 1])[:60]!r})")
+                    start = i + 1
+        values = {got[i] for i, w in enumerate(wrongly_trained) if w}
+        zero = " (not 0 or the pad id: only -100 is skipped by the loss)" if values <= {0, tokenizer.pad_token_id} else ""
+        return (f"your labels train {', '.join(parts[:3])}{' and more' if len(parts) > 3 else ''}. "
+                f"Fix: set labels to -100{zero} wherever assistant_mask is 0 (system, user, the "
+                "'<|im_start|>assistant\\n' header)")
+    if any(wrongly_masked):
+        a, b = trained_spans(wrongly_masked)[0]
+        span = tokenizer.decode(ids[a:b + 1])
+        if b == a and ids[a] == tokenizer.convert_tokens_to_ids("<|im_end|>"):
+            return (f"your labels mask the end-of-turn token <|im_end|> at token {a}: the model would never learn to "
+                    "stop. Fix: keep the label (= the input id) wherever assistant_mask is 1, <|im_end|> included")
+        return (f"your labels mask assistant tokens {a}-{b}: {span!r}. Fix: the label of a reply token is its own "
+                "input id (not -100)")
+    pos = next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)
+    return (f"your label at token {pos} is {got[pos]} but the token there is {want[pos]} "
+            f"({tokenizer.decode([want[pos]])!r}). Fix: labels are the input ids themselves (no shift: the model shifts "
+            "them by one inside its loss), with -100 on masked positions")
+
+
+def check_build_labels(build_labels, tokenizer) -> None:
+    """Compare the student's ``build_labels(input_ids, assistant_mask)`` with the reference on a single-turn and a
+    multi-turn conversation, naming the wrong span.
+
+    Needs a real chat tokenizer; tests/test_checks_basics.py runs it on the reference and on typical mistakes.
+    """
+    for conversation in LABEL_CHECK_CONVERSATIONS:
+        enc = tokenizer.apply_chat_template(list(conversation), return_dict=True, return_assistant_tokens_mask=True)
+        ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
+        want = [i if m else -100 for i, m in zip(ids, mask)]
+        got = build_labels(list(ids), list(mask))
+        if hasattr(got, "tolist"):
+            got = got.tolist()
+        require(isinstance(got, list) and len(got) == len(ids),
+                f"build_labels returned {type(got).__name__} of length {len(got) if hasattr(got, '__len__') else '?'}, "
+                f"expected a list of {len(ids)} labels", "return one label per input id")
+        got = [int(x) for x in got]
+        if got == want:
+            continue
+        if got[:-1] == want[1:] or got[:-1] == ids[1:]:
+            raise TodoCheckError("your labels are shifted by one token (label[i] = input_ids[i+1]). Fix: do not shift: "
+                                 "the model compares logits[i] with labels[i+1] itself")
+        raise TodoCheckError(f"{len(conversation)}-message conversation: " + _label_problem(tokenizer, ids, got, want))
+    passed("labels train exactly the assistant replies and their <|im_end|>; everything else is -100")
+
+
+# ------------------------------------------------------------------------------------------------ 05 packing
+def _pack_toy_cases() -> list[tuple[list[list[int]], int]]:
+    """(examples, max_length) for :func:`check_pack_examples`. Example k holds ids 100*(k+1)+j, so every token
+    tells which example and which position it came from."""
+    def make(lengths: list[int]) -> list[list[int]]:
+        return [[100 * (k + 1) + j for j in range(n)] for k, n in enumerate(lengths)]
+
+    return [
+        (make([5, 3, 7, 2, 4, 1]), 8),
+        (make([3, 3, 3, 3]), 6),
+        (make([6, 12, 2, 5]), 8),  # example 1 is longer than max_length: truncated to its first 8 tokens
+        (make([4]), 4),
+        (make([9, 1, 1, 1, 2, 8, 3]), 10),
+    ]
+
+
+def _greedy_row_count(lengths: list[int], max_length: int, decreasing: bool) -> int:
+    """Rows that first-fit (in order, or decreasing = FFD) needs for examples of ``lengths`` (truncated)."""
+    free: list[int] = []
+    for n in sorted(lengths, reverse=True) if decreasing else lengths:
+        n = min(n, max_length)
+        for i, room in enumerate(free):
+            if room >= n:
+                free[i] -= n
+                break
+        else:
+            free.append(max_length - n)
+    return len(free)
+
+
+def _int_list(value: object) -> list[int]:
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return [int(x) for x in value]  # type: ignore[union-attr]
+
+
+def _runs(ids: list[int]) -> list[tuple[int, list[int]]]:
+    """(example index, its token positions) for each maximal run of one example's tokens in a toy row."""
+    runs: list[tuple[int, list[int]]] = []
+    for token in ids:
+        k, j = token // 100 - 1, token % 100
+        if runs and runs[-1][0] == k:
+            runs[-1][1].append(j)
+        else:
+            runs.append((k, [j]))
+    return runs
+
+
+def check_pack_examples(pack_examples) -> None:
+    """Run the student's ``pack_examples(examples, max_length)`` on toy id lists and name the first problem found:
+    rows longer than max_length, tokens lost or duplicated, examples split across rows, positions not restarting,
+    wrong ``seq_lengths``, or far more rows than a greedy packer needs.
+
+    >>> def first_fit(examples, max_length):
+    ...     rows = []
+    ...     for ids in examples:
+    ...         ids = list(ids[:max_length])
+    ...         row = next((r for r in rows if len(r["input_ids"]) + len(ids) <= max_length), None)
+    ...         if row is None:
+    ...             row = {"input_ids": [], "position_ids": [], "seq_lengths": []}
+    ...             rows.append(row)
+    ...         row["input_ids"] += ids; row["position_ids"] += range(len(ids)); row["seq_lengths"].append(len(ids))
+    ...     return rows
+    >>> check_pack_examples(first_fit)
+    ✓ pack_examples passes 5 toy cases: each example whole in one row (truncated to max_length), positions restart at 0, no token lost or duplicated
+    """
+    import copy
+    from collections import Counter
+
+    for examples, max_length in _pack_toy_cases():
+        given = copy.deepcopy(examples)
+        call = f"pack_examples(examples of {[len(e) for e in examples]} tokens, max_length={max_length})"
+        rows = pack_examples(given, max_length)
+        require(isinstance(rows, (list, tuple)), f"{call} returned {type(rows).__name__}",
+                'return a list of rows, each a dict with "input_ids", "position_ids" and "seq_lengths"')
+        rows = list(rows)
+        for r, row in enumerate(rows):
+            require(isinstance(row, dict) and {"input_ids", "position_ids", "seq_lengths"} <= set(row),
+                    f"{call}: row {r} is {type(row).__name__}"
+                    + (f" with keys {sorted(row)}" if isinstance(row, dict) else ""),
+                    'make each row a dict with "input_ids", "position_ids" and "seq_lengths"')
+        ids = [_int_list(row["input_ids"]) for row in rows]
+        positions = [_int_list(row["position_ids"]) for row in rows]
+        lengths = [_int_list(row["seq_lengths"]) for row in rows]
+        known = {t for e in examples for t in e}
+
+        # 1. row size and foreign tokens
+        for r, row_ids in enumerate(ids):
+            foreign = [t for t in row_ids if t not in known]
+            if foreign:
+                raise TodoCheckError(f"{call}: row {r} holds id {foreign[0]}, which is in no example (padding?). Fix: "
+                                     "do not pad or add tokens: a packed row is just its examples' ids one after another")
+            if len(row_ids) > max_length:
+                long = [k for k, _ in _runs(row_ids) if len(examples[k]) > max_length]
+                detail = (f": example {long[0]} has {len(examples[long[0]])} tokens and was not truncated" if long else "")
+                raise TodoCheckError(
+                    f"{call}: row {r} has {len(row_ids)} tokens, more than max_length={max_length}{detail}. Fix: "
+                    + ("truncate each example to its first max_length tokens before packing (ids[:max_length])" if long else
+                       "before adding an example, check that len(row) + len(example) <= max_length; else try another row "
+                       "or open a new one"))
+        # 2. every (truncated) token exactly once
+        counts = Counter(t for row_ids in ids for t in row_ids)
+        for token, n in counts.items():
+            require(n == 1, f"{call}: token {token} (example {token // 100 - 1}, position {token % 100}) appears {n} "
+                    "times: tokens duplicated", "add each example to exactly one row, once (and start each new row empty)")
+        for k, example in enumerate(examples):
+            kept = [t for t in example if t in counts]
+            if len(example) > max_length and len(kept) > max_length:
+                raise TodoCheckError(
+                    f"{call}: example {k} has {len(example)} tokens, more than max_length={max_length}, and all of them "
+                    "were kept (spread over rows). Fix: truncate it to its first max_length tokens (TRL's 'bfd' does "
+                    "the same; 'bfd_split' would keep the rest as a new example)")
+            want = example[:max_length]
+            lost = [t for t in want if t not in counts]
+            require(not lost, f"{call}: tokens lost: {len(lost)} of the {len(want)} tokens of example {k} are in no row"
+                    + (f" (it has {len(example)} tokens; keep its first {max_length})" if len(example) > max_length else ""),
+                    "every example (truncated to max_length) must end up in some row: open a new row when none has room")
+        # 3. each example whole, in order, in one row
+        for k in range(len(examples)):
+            where = sorted({r for r, row_ids in enumerate(ids) if any(t // 100 - 1 == k for t in row_ids)})
+            require(len(where) == 1, f"{call}: example {k} ({min(len(examples[k]), max_length)} tokens) is split "
+                    f"across rows {where}", "keep each example whole in one row: if it does not fit in the remaining "
+                    "room, put it in another row or open a new one (cutting examples is the 'wrapped' strategy)")
+        for r, row_ids in enumerate(ids):
+            for k, js in _runs(row_ids):
+                require(js == list(range(len(js))) and len(js) == min(len(examples[k]), max_length),
+                        f"{call}: row {r}: the tokens of example {k} are not one contiguous block in their original order",
+                        "append each example's ids to the row in one piece: row_ids += example")
+        # 4. positions restart at 0 for each example
+        for r, (row_ids, pos) in enumerate(zip(ids, positions)):
+            require(len(pos) == len(row_ids), f"{call}: row {r} has {len(pos)} position_ids for {len(row_ids)} input_ids",
+                    "give every token one position id")
+            want = [j for _, js in _runs(row_ids) for j in range(len(js))]
+            for i, (got, expected) in enumerate(zip(pos, want)):
+                if got == expected:
+                    continue
+                if expected == 0 and i > 0 and got == pos[i - 1] + 1:
+                    raise TodoCheckError(
+                        f"row {r}: position_ids continue across examples at index {i} (got {got}, expected 0) in {call}. "
+                        "Fix: restart at 0 for every example (extend position_ids with range(len(example))); continuous "
+                        "positions make the model treat the row as one long document")
+                raise TodoCheckError(f"row {r}: position_ids[{i}] is {got}, expected {expected} in {call}. Fix: "
+                                     "positions count 0, 1, 2, ... inside each example")
+        # 5. seq_lengths describe the examples of each row
+        for r, (row_ids, got) in enumerate(zip(ids, lengths)):
+            want = [len(js) for _, js in _runs(row_ids)]
+            require(got == want, f"{call}: row {r} has seq_lengths {got}, but it holds examples of {want} tokens",
+                    "append len(example) to the row's seq_lengths each time you add an example (they sum to the row length)")
+        # 6. actually packed
+        limit = max(_greedy_row_count([len(e) for e in examples], max_length, d) for d in (False, True))
+        require(len(rows) <= limit, f"{call} made {len(rows)} rows; greedy first-fit needs only {limit}",
+                "before opening a new row, put the example into an existing row that still has room for it")
+        require(given == examples, f"{call} changed the example lists it was given",
+                "build new lists (ids[:max_length] makes a copy) instead of editing the input")
+    passed(f"pack_examples passes {len(_pack_toy_cases())} toy cases: each example whole in one row (truncated to "
+           "max_length), positions restart at 0, no token lost or duplicated")
+
+
 # ------------------------------------------------------------------------------------------ 06 SFTConfig
 # Lesson requirements of notebook 06 beyond the recipe's sizes: (field, wanted value, why).
 SFT_LESSON_SETTINGS: tuple[tuple[str, object, str], ...] = (
@@ -123,6 +484,36 @@ def check_sft_config(config: object, recipe: object) -> None:
             "change those fields and re-run the cell")
     passed(f"SFTConfig matches the {recipe.profile} recipe: max_length {config.max_length}, "
            f"lr {config.learning_rate}, effective batch {recipe.plan().effective_batch_size}, assistant-only loss, packing")
+
+
+# ------------------------------------------------------------------------------------------ 07 loss plot
+def _line_points(line: object) -> list[tuple[float, float]]:
+    return [(float(x), float(y)) for x, y in zip(line.get_xdata(), line.get_ydata())]
+
+
+def check_loss_plot(figure: object, log_history: list[dict]) -> None:
+    """Check the student's figure: one Axes with a 'train loss' and an 'eval loss' line holding the logged points."""
+    from matplotlib.figure import Figure
+
+    require(isinstance(figure, Figure), f"plot_losses returned {type(figure).__name__}", "return the Figure (fig)")
+    require(len(figure.axes) >= 1, "the figure has no Axes", "draw on fig, ax = plt.subplots()")
+    lines = {line.get_label(): line for ax in figure.axes for line in ax.get_lines()}
+    expected = {
+        "train loss": [(float(e["step"]), float(e["loss"])) for e in log_history if "loss" in e],
+        "eval loss": [(float(e["step"]), float(e["eval_loss"])) for e in log_history if "eval_loss" in e],
+    }
+    for label, points in expected.items():
+        require(label in lines, f"no line labelled {label!r} (labels found: {sorted(lines)})",
+                f"pass label={label!r} to ax.plot")
+        drawn = _line_points(lines[label])
+        require(len(drawn) == len(points), f"the {label!r} line has {len(drawn)} points, the log has {len(points)}",
+                "plot one point per log entry that has the key" + (" 'eval_loss'" if label == "eval loss" else " 'loss'"))
+        require(all(abs(a[0] - b[0]) < 1e-9 and abs(a[1] - b[1]) < 1e-6 for a, b in zip(drawn, points)),
+                f"the {label!r} line's points differ from the log (first: {drawn[:1]} vs {points[:1]})",
+                "use x = entry['step'] and y = the loss value")
+    ax = lines["train loss"].axes
+    require(bool(ax.get_xlabel()) and bool(ax.get_ylabel()), "an axis has no label", "call ax.set_xlabel / ax.set_ylabel")
+    passed(f"loss plot: {len(expected['train loss'])} train points and {len(expected['eval loss'])} eval points, labelled")
 
 
 # ------------------------------------------------------------------- 08 · LR schedules, 11 · custom loop
@@ -396,239 +787,6 @@ def check_masked_lm_loss(masked_lm_loss, logits=None, labels=None, trainer_loss=
            f"{got:.6f} vs {want:.6f} (|diff| {diff:.1e}, {n} trained tokens)")
 
 
-# --------------------------------------------------------------------------- 02 · baseline generation
-GENERATION_CHECK_PROMPTS = ("Say hi.", "Name the three primary colours and say in one short sentence why they matter.")
-
-
-def _generate_alone(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
-    """Reference: one prompt, no padding at all, greedy, new tokens only, special tokens skipped."""
-    import torch
-
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
-    enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-
-
-def check_generate_answers(generate_answers, model, tokenizer, max_new_tokens: int = 6) -> None:
-    """Run the student's batched ``generate_answers`` on two prompts of different lengths and compare each reply
-    with the same prompt generated alone (no padding, greedy). Needs the real model (see tests/test_checks_basics.py).
-    """
-    prompts = list(GENERATION_CHECK_PROMPTS)
-    side = tokenizer.padding_side
-    got = generate_answers(model, tokenizer, prompts, max_new_tokens)
-    tokenizer.padding_side = side
-    require(isinstance(got, list) and len(got) == len(prompts) and all(isinstance(x, str) for x in got),
-            f"generate_answers returned {type(got).__name__} {str(got)[:80]!r}, expected a list of {len(prompts)} strings",
-            "return one decoded string per prompt, in the order of the prompts")
-    for prompt, text in zip(prompts, got):
-        require("<|im_" not in text and "<|endoftext|>" not in text,
-                f"the reply to {prompt!r} contains special tokens: {text[:120]!r}",
-                "decode with tokenizer.batch_decode(new_tokens, skip_special_tokens=True)")
-        require(prompt not in text and "You are a helpful AI assistant" not in text,
-                f"the reply to {prompt!r} contains the prompt itself: {text[:120]!r}",
-                "decode only the new tokens: output_ids[:, input_ids.shape[1]:] (generate returns prompt + reply)")
-    want = [_generate_alone(model, tokenizer, p, max_new_tokens) for p in prompts]
-    short, long_ = 0, 1  # the short prompt is the one that gets padded in a batch
-    if got[long_] == want[long_] and got[short] != want[short]:
-        raise TodoCheckError(
-            f"the padded (shorter) prompt {prompts[short]!r} gets {got[short][:80]!r} in your batch but "
-            f"{want[short][:80]!r} alone; the unpadded one matches. Fix: pad on the LEFT "
-            "(tokenizer.padding_side = 'left') and pass the attention_mask to generate, so every prompt ends right "
-            "where its reply begins")
-    require(got == want, f"your replies {[g[:60] for g in got]} differ from greedy replies generated one prompt at a "
-            f"time {[w[:60] for w in want]}",
-            "render each prompt with apply_chat_template(..., add_generation_prompt=True, tokenize=False), tokenize "
-            "with add_special_tokens=False and padding_side='left', generate greedily (do_sample=False) with the "
-            "attention_mask")
-    passed(f"batched, left-padded greedy replies match one-at-a-time generation for {len(prompts)} prompts")
-
-
-# --------------------------------------------------------------------------- 03 · chat formatting
-def first_difference(got: str, want: str, context: int = 25) -> str:
-    """Where two strings first differ, with a snippet of each around that position ('' when equal).
-
-    >>> print(first_difference("<|im_start|>user\\nHi", "<|im_start|>user\\nHi<|im_end|>\\n", 8))
-    first difference at character 19 (your text is shorter): yours '>user\\nHi' vs expected '>user\\nHi<|im_end'
-    >>> first_difference("abc", "abc")
-    ''
-    """
-    if got == want:
-        return ""
-    pos = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-    lo = max(pos - context, 0)
-    note = " (your text is shorter)" if pos == len(got) else " (your text is longer)" if pos == len(want) else ""
-    return (f"first difference at character {pos}{note}: yours {got[lo:pos + context]!r} "
-            f"vs expected {want[lo:pos + context]!r}")
-
-
-def chatml_check_cases() -> list[tuple[list[dict[str, str]], bool]]:
-    """(messages, add_generation_prompt) pairs covering the template's branches.
-
-    >>> len(chatml_check_cases()), chatml_check_cases()[0]
-    (11, ([{'role': 'user', 'content': 'Hi!'}], True))
-    """
-    from labhelpers.chat import PROBE_CONVERSATIONS
-
-    cases: list[tuple[list[dict[str, str]], bool]] = [
-        ([{"role": "user", "content": "Hi!"}], True),
-        ([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi!"}], True),
-        ([{"role": "user", "content": "  spaces and a trailing newline\n"}], False),
-    ]
-    for conversation in PROBE_CONVERSATIONS:
-        cases.append((list(conversation), False))
-        cases.append((list(conversation[:-1]), True))
-    return cases
-
-
-def check_format_chatml(format_chatml, tokenizer) -> None:
-    """Compare the student's ``format_chatml(messages, add_generation_prompt)`` with the tokenizer's own rendering.
-
-    >>> class Tok:  # renders like SmolLM2's template, without a default system prompt
-    ...     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
-    ...         s = "".join(f"<|im_start|>{m['role']}\\n{m['content']}<|im_end|>\\n" for m in messages)
-    ...         return s + ("<|im_start|>assistant\\n" if add_generation_prompt else "")
-    >>> check_format_chatml(lambda m, add_generation_prompt=False: Tok().apply_chat_template(m,
-    ...     add_generation_prompt=add_generation_prompt), Tok())
-    ✓ format_chatml reproduces apply_chat_template on 11 conversations (with and without a generation prompt)
-    >>> check_format_chatml(lambda m, add_generation_prompt=False: Tok().apply_chat_template(m), Tok())
-    Traceback (most recent call last):
-    ...
-    labhelpers.checks.TodoCheckError: case 1 of 11, add_generation_prompt=True, messages [{'role': 'user', 'content': 'Hi!'}]: first difference at character 31 (your text is shorter): yours 'tart|>user\\nHi!<|im_end|>\\n' vs expected 'tart|>user\\nHi!<|im_end|>\\n<|im_start|>assistant\\n'. Fix: with add_generation_prompt=True, end with '<|im_start|>assistant\\n' so the model knows it is its turn
-    """
-    cases = chatml_check_cases()
-    for number, (messages, gen) in enumerate(cases, start=1):
-        want = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
-        got = format_chatml([dict(m) for m in messages], add_generation_prompt=gen)
-        require(isinstance(got, str), f"format_chatml returned {type(got).__name__}, not a string",
-                "build and return one string")
-        if got == want:
-            continue
-        diff = first_difference(got, want)
-        pos = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-        if gen and want.endswith("<|im_start|>assistant\n") and not got.endswith("<|im_start|>assistant\n"):
-            fix = "with add_generation_prompt=True, end with '<|im_start|>assistant\\n' so the model knows it is its turn"
-        elif not gen and got.endswith("<|im_start|>assistant\n"):
-            fix = "add the generation prompt only when add_generation_prompt=True"
-        elif messages[0]["role"] != "system" and want.startswith("<|im_start|>system") and pos < 100:
-            fix = ("without a system message SmolLM2's template inserts its default one first: "
-                   "'<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n'")
-        elif messages[0]["role"] == "system" and got.count("<|im_start|>system") > 1:
-            fix = "insert the default system prompt only when the first message is not a system message"
-        else:
-            fix = ("each message is '<|im_start|>' + role + '\\n' + content + '<|im_end|>' + '\\n', content unchanged "
-                   "(no strip), nothing between messages")
-        raise TodoCheckError(f"case {number} of {len(cases)}, add_generation_prompt={gen}, messages {messages}: {diff}. "
-                             f"Fix: {fix}")
-    passed(f"format_chatml reproduces apply_chat_template on {len(cases)} conversations "
-           "(with and without a generation prompt)")
-
-
-# ------------------------------------------------------------------------------------------ 07 loss plot
-def _line_points(line: object) -> list[tuple[float, float]]:
-    return [(float(x), float(y)) for x, y in zip(line.get_xdata(), line.get_ydata())]
-
-
-def check_loss_plot(figure: object, log_history: list[dict]) -> None:
-    """Check the student's figure: one Axes with a 'train loss' and an 'eval loss' line holding the logged points."""
-    from matplotlib.figure import Figure
-
-    require(isinstance(figure, Figure), f"plot_losses returned {type(figure).__name__}", "return the Figure (fig)")
-    require(len(figure.axes) >= 1, "the figure has no Axes", "draw on fig, ax = plt.subplots()")
-    lines = {line.get_label(): line for ax in figure.axes for line in ax.get_lines()}
-    expected = {
-        "train loss": [(float(e["step"]), float(e["loss"])) for e in log_history if "loss" in e],
-        "eval loss": [(float(e["step"]), float(e["eval_loss"])) for e in log_history if "eval_loss" in e],
-    }
-    for label, points in expected.items():
-        require(label in lines, f"no line labelled {label!r} (labels found: {sorted(lines)})",
-                f"pass label={label!r} to ax.plot")
-        drawn = _line_points(lines[label])
-        require(len(drawn) == len(points), f"the {label!r} line has {len(drawn)} points, the log has {len(points)}",
-                "plot one point per log entry that has the key" + (" 'eval_loss'" if label == "eval loss" else " 'loss'"))
-        require(all(abs(a[0] - b[0]) < 1e-9 and abs(a[1] - b[1]) < 1e-6 for a, b in zip(drawn, points)),
-                f"the {label!r} line's points differ from the log (first: {drawn[:1]} vs {points[:1]})",
-                "use x = entry['step'] and y = the loss value")
-    ax = lines["train loss"].axes
-    require(bool(ax.get_xlabel()) and bool(ax.get_ylabel()), "an axis has no label", "call ax.set_xlabel / ax.set_ylabel")
-    passed(f"loss plot: {len(expected['train loss'])} train points and {len(expected['eval loss'])} eval points, labelled")
-
-
-# --------------------------------------------------------------------------- 04 · loss masking
-LABEL_CHECK_CONVERSATIONS = (
-    ({"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}),
-    ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"},
-     {"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And of Italy?"},
-     {"role": "assistant", "content": "Rome."}),
-)
-
-
-def _label_problem(tokenizer, ids: list[int], got: list[int], want: list[int]) -> str:
-    """Describe the first wrong span of labels: which turn is trained or masked by mistake, decoded."""
-    from labhelpers.display import token_roles, trained_spans
-
-    roles = token_roles(tokenizer, ids)
-    wrongly_trained = [g != -100 and w == -100 for g, w in zip(got, want)]
-    wrongly_masked = [g == -100 and w != -100 for g, w in zip(got, want)]
-    if any(wrongly_trained):
-        parts = []
-        for a, b in trained_spans(wrongly_trained):
-            start = a
-            for i in range(a, b + 1):  # split each wrong span where the turn changes
-                if i == b or roles[i + 1] != roles[start]:
-                    role = roles[start]
-                    what = {"system": "the system turn", "user": "the user turn", "pad": "padding",
-                            "assistant": "the assistant header"}.get(role, "text outside any turn")
-                    parts.append(f"{what} at tokens {start}-{i} ({tokenizer.decode(ids[start:i + 1])[:60]!r})")
-                    start = i + 1
-        values = {got[i] for i, w in enumerate(wrongly_trained) if w}
-        zero = " (not 0 or the pad id: only -100 is skipped by the loss)" if values <= {0, tokenizer.pad_token_id} else ""
-        return (f"your labels train {', '.join(parts[:3])}{' and more' if len(parts) > 3 else ''}. "
-                f"Fix: set labels to -100{zero} wherever assistant_mask is 0 (system, user, the "
-                "'<|im_start|>assistant\\n' header)")
-    if any(wrongly_masked):
-        a, b = trained_spans(wrongly_masked)[0]
-        span = tokenizer.decode(ids[a:b + 1])
-        if b == a and ids[a] == tokenizer.convert_tokens_to_ids("<|im_end|>"):
-            return (f"your labels mask the end-of-turn token <|im_end|> at token {a}: the model would never learn to "
-                    "stop. Fix: keep the label (= the input id) wherever assistant_mask is 1, <|im_end|> included")
-        return (f"your labels mask assistant tokens {a}-{b}: {span!r}. Fix: the label of a reply token is its own "
-                "input id (not -100)")
-    pos = next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)
-    return (f"your label at token {pos} is {got[pos]} but the token there is {want[pos]} "
-            f"({tokenizer.decode([want[pos]])!r}). Fix: labels are the input ids themselves (no shift: the model shifts "
-            "them by one inside its loss), with -100 on masked positions")
-
-
-def check_build_labels(build_labels, tokenizer) -> None:
-    """Compare the student's ``build_labels(input_ids, assistant_mask)`` with the reference on a single-turn and a
-    multi-turn conversation, naming the wrong span.
-
-    Needs a real chat tokenizer; tests/test_checks_basics.py runs it on the reference and on typical mistakes.
-    """
-    for conversation in LABEL_CHECK_CONVERSATIONS:
-        enc = tokenizer.apply_chat_template(list(conversation), return_dict=True, return_assistant_tokens_mask=True)
-        ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
-        want = [i if m else -100 for i, m in zip(ids, mask)]
-        got = build_labels(list(ids), list(mask))
-        if hasattr(got, "tolist"):
-            got = got.tolist()
-        require(isinstance(got, list) and len(got) == len(ids),
-                f"build_labels returned {type(got).__name__} of length {len(got) if hasattr(got, '__len__') else '?'}, "
-                f"expected a list of {len(ids)} labels", "return one label per input id")
-        got = [int(x) for x in got]
-        if got == want:
-            continue
-        if got[:-1] == want[1:] or got[:-1] == ids[1:]:
-            raise TodoCheckError("your labels are shifted by one token (label[i] = input_ids[i+1]). Fix: do not shift: "
-                                 "the model compares logits[i] with labels[i+1] itself")
-        raise TodoCheckError(f"{len(conversation)}-message conversation: " + _label_problem(tokenizer, ids, got, want))
-    passed("labels train exactly the assistant replies and their <|im_end|>; everything else is -100")
-
-
 # ------------------------------------------------------------------------------------ 09 behaviour scores
 def check_behaviour_scores(behaviour_scores: object) -> None:
     """Run the student's ``behaviour_scores(outputs, hit_limit)`` on toy replies with known answers."""
@@ -665,161 +823,3 @@ def check_preflight_clean(trainer: object) -> object:
     require(report.ok, f"the preflight still fails:\n  - {failures}", "change the config as each fix says")
     passed(f"preflight passes ({len(report.warnings)} warning(s) to read below)")
     return report
-
-
-# ------------------------------------------------------------------------------------------------ 05 packing
-def _pack_toy_cases() -> list[tuple[list[list[int]], int]]:
-    """(examples, max_length) for :func:`check_pack_examples`. Example k holds ids 100*(k+1)+j, so every token
-    tells which example and which position it came from."""
-    def make(lengths: list[int]) -> list[list[int]]:
-        return [[100 * (k + 1) + j for j in range(n)] for k, n in enumerate(lengths)]
-
-    return [
-        (make([5, 3, 7, 2, 4, 1]), 8),
-        (make([3, 3, 3, 3]), 6),
-        (make([6, 12, 2, 5]), 8),  # example 1 is longer than max_length: truncated to its first 8 tokens
-        (make([4]), 4),
-        (make([9, 1, 1, 1, 2, 8, 3]), 10),
-    ]
-
-
-def _greedy_row_count(lengths: list[int], max_length: int, decreasing: bool) -> int:
-    """Rows that first-fit (in order, or decreasing = FFD) needs for examples of ``lengths`` (truncated)."""
-    free: list[int] = []
-    for n in sorted(lengths, reverse=True) if decreasing else lengths:
-        n = min(n, max_length)
-        for i, room in enumerate(free):
-            if room >= n:
-                free[i] -= n
-                break
-        else:
-            free.append(max_length - n)
-    return len(free)
-
-
-def _int_list(value: object) -> list[int]:
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    return [int(x) for x in value]  # type: ignore[union-attr]
-
-
-def _runs(ids: list[int]) -> list[tuple[int, list[int]]]:
-    """(example index, its token positions) for each maximal run of one example's tokens in a toy row."""
-    runs: list[tuple[int, list[int]]] = []
-    for token in ids:
-        k, j = token // 100 - 1, token % 100
-        if runs and runs[-1][0] == k:
-            runs[-1][1].append(j)
-        else:
-            runs.append((k, [j]))
-    return runs
-
-
-def check_pack_examples(pack_examples) -> None:
-    """Run the student's ``pack_examples(examples, max_length)`` on toy id lists and name the first problem found:
-    rows longer than max_length, tokens lost or duplicated, examples split across rows, positions not restarting,
-    wrong ``seq_lengths``, or far more rows than a greedy packer needs.
-
-    >>> def first_fit(examples, max_length):
-    ...     rows = []
-    ...     for ids in examples:
-    ...         ids = list(ids[:max_length])
-    ...         row = next((r for r in rows if len(r["input_ids"]) + len(ids) <= max_length), None)
-    ...         if row is None:
-    ...             row = {"input_ids": [], "position_ids": [], "seq_lengths": []}
-    ...             rows.append(row)
-    ...         row["input_ids"] += ids; row["position_ids"] += range(len(ids)); row["seq_lengths"].append(len(ids))
-    ...     return rows
-    >>> check_pack_examples(first_fit)
-    ✓ pack_examples passes 5 toy cases: each example whole in one row (truncated to max_length), positions restart at 0, no token lost or duplicated
-    """
-    import copy
-    from collections import Counter
-
-    for examples, max_length in _pack_toy_cases():
-        given = copy.deepcopy(examples)
-        call = f"pack_examples(examples of {[len(e) for e in examples]} tokens, max_length={max_length})"
-        rows = pack_examples(given, max_length)
-        require(isinstance(rows, (list, tuple)), f"{call} returned {type(rows).__name__}",
-                'return a list of rows, each a dict with "input_ids", "position_ids" and "seq_lengths"')
-        rows = list(rows)
-        for r, row in enumerate(rows):
-            require(isinstance(row, dict) and {"input_ids", "position_ids", "seq_lengths"} <= set(row),
-                    f"{call}: row {r} is {type(row).__name__}"
-                    + (f" with keys {sorted(row)}" if isinstance(row, dict) else ""),
-                    'make each row a dict with "input_ids", "position_ids" and "seq_lengths"')
-        ids = [_int_list(row["input_ids"]) for row in rows]
-        positions = [_int_list(row["position_ids"]) for row in rows]
-        lengths = [_int_list(row["seq_lengths"]) for row in rows]
-        known = {t for e in examples for t in e}
-
-        # 1. row size and foreign tokens
-        for r, row_ids in enumerate(ids):
-            foreign = [t for t in row_ids if t not in known]
-            if foreign:
-                raise TodoCheckError(f"{call}: row {r} holds id {foreign[0]}, which is in no example (padding?). Fix: "
-                                     "do not pad or add tokens: a packed row is just its examples' ids one after another")
-            if len(row_ids) > max_length:
-                long = [k for k, _ in _runs(row_ids) if len(examples[k]) > max_length]
-                detail = (f": example {long[0]} has {len(examples[long[0]])} tokens and was not truncated" if long else "")
-                raise TodoCheckError(
-                    f"{call}: row {r} has {len(row_ids)} tokens, more than max_length={max_length}{detail}. Fix: "
-                    + ("truncate each example to its first max_length tokens before packing (ids[:max_length])" if long else
-                       "before adding an example, check that len(row) + len(example) <= max_length; else try another row "
-                       "or open a new one"))
-        # 2. every (truncated) token exactly once
-        counts = Counter(t for row_ids in ids for t in row_ids)
-        for token, n in counts.items():
-            require(n == 1, f"{call}: token {token} (example {token // 100 - 1}, position {token % 100}) appears {n} "
-                    "times: tokens duplicated", "add each example to exactly one row, once (and start each new row empty)")
-        for k, example in enumerate(examples):
-            kept = [t for t in example if t in counts]
-            if len(example) > max_length and len(kept) > max_length:
-                raise TodoCheckError(
-                    f"{call}: example {k} has {len(example)} tokens, more than max_length={max_length}, and all of them "
-                    "were kept (spread over rows). Fix: truncate it to its first max_length tokens (TRL's 'bfd' does "
-                    "the same; 'bfd_split' would keep the rest as a new example)")
-            want = example[:max_length]
-            lost = [t for t in want if t not in counts]
-            require(not lost, f"{call}: tokens lost: {len(lost)} of the {len(want)} tokens of example {k} are in no row"
-                    + (f" (it has {len(example)} tokens; keep its first {max_length})" if len(example) > max_length else ""),
-                    "every example (truncated to max_length) must end up in some row: open a new row when none has room")
-        # 3. each example whole, in order, in one row
-        for k in range(len(examples)):
-            where = sorted({r for r, row_ids in enumerate(ids) if any(t // 100 - 1 == k for t in row_ids)})
-            require(len(where) == 1, f"{call}: example {k} ({min(len(examples[k]), max_length)} tokens) is split "
-                    f"across rows {where}", "keep each example whole in one row: if it does not fit in the remaining "
-                    "room, put it in another row or open a new one (cutting examples is the 'wrapped' strategy)")
-        for r, row_ids in enumerate(ids):
-            for k, js in _runs(row_ids):
-                require(js == list(range(len(js))) and len(js) == min(len(examples[k]), max_length),
-                        f"{call}: row {r}: the tokens of example {k} are not one contiguous block in their original order",
-                        "append each example's ids to the row in one piece: row_ids += example")
-        # 4. positions restart at 0 for each example
-        for r, (row_ids, pos) in enumerate(zip(ids, positions)):
-            require(len(pos) == len(row_ids), f"{call}: row {r} has {len(pos)} position_ids for {len(row_ids)} input_ids",
-                    "give every token one position id")
-            want = [j for _, js in _runs(row_ids) for j in range(len(js))]
-            for i, (got, expected) in enumerate(zip(pos, want)):
-                if got == expected:
-                    continue
-                if expected == 0 and i > 0 and got == pos[i - 1] + 1:
-                    raise TodoCheckError(
-                        f"row {r}: position_ids continue across examples at index {i} (got {got}, expected 0) in {call}. "
-                        "Fix: restart at 0 for every example (extend position_ids with range(len(example))); continuous "
-                        "positions make the model treat the row as one long document")
-                raise TodoCheckError(f"row {r}: position_ids[{i}] is {got}, expected {expected} in {call}. Fix: "
-                                     "positions count 0, 1, 2, ... inside each example")
-        # 5. seq_lengths describe the examples of each row
-        for r, (row_ids, got) in enumerate(zip(ids, lengths)):
-            want = [len(js) for _, js in _runs(row_ids)]
-            require(got == want, f"{call}: row {r} has seq_lengths {got}, but it holds examples of {want} tokens",
-                    "append len(example) to the row's seq_lengths each time you add an example (they sum to the row length)")
-        # 6. actually packed
-        limit = max(_greedy_row_count([len(e) for e in examples], max_length, d) for d in (False, True))
-        require(len(rows) <= limit, f"{call} made {len(rows)} rows; greedy first-fit needs only {limit}",
-                "before opening a new row, put the example into an existing row that still has room for it")
-        require(given == examples, f"{call} changed the example lists it was given",
-                "build new lists (ids[:max_length] makes a copy) instead of editing the input")
-    passed(f"pack_examples passes {len(_pack_toy_cases())} toy cases: each example whole in one row (truncated to "
-           "max_length), positions restart at 0, no token lost or duplicated")

@@ -163,3 +163,16 @@ def test_series_stayed_in_its_lane():
         changed = sorted(k for k in set(LANE[where]) | set(after[where]) if LANE[where].get(k) != after[where].get(k))
         changed = [c for c in changed if "__pycache__" not in c]
         assert changed == [], f"the series wrote outside the run folder ({where}): {changed[:20]}"
+
+
+@pytest.mark.slow
+def test_series_command_executes_into_the_run_folder_and_summarises(tmp_path, capsys):
+    """``./lab.sh run`` is ``python -m labhelpers.series run``: executed notebooks, timings and a summary."""
+    from labhelpers import series
+
+    series.main(["run", "--profile", "ci", "--run-dir", str(tmp_path), "--only", "01"])
+    out = capsys.readouterr().out
+    assert "01_setup_and_hardware" in out and f"are in {tmp_path}" in out
+    assert (tmp_path / "executed" / "01_setup_and_hardware.ipynb").is_file()
+    figures = json.loads((tmp_path / "metrics" / "series.json").read_text())
+    assert figures["profile"] == "ci" and set(figures["seconds"]) == {"01_setup_and_hardware"}
