@@ -31,10 +31,17 @@ def main() -> dict:
     from labhelpers.hardware import detect_recipe
 
     recipe = detect_recipe("ci")
+    previous = os.environ.get("LAB_CACHE_DIR")
     with tempfile.TemporaryDirectory() as cache:
-        os.environ["LAB_CACHE_DIR"] = cache
-        cold_s, cold_source = time_load(recipe)
-        warm = [time_load(recipe) for _ in range(WARM_REPEATS)]
+        os.environ["LAB_CACHE_DIR"] = cache  # a fresh cache makes the first load cold
+        try:
+            cold_s, cold_source = time_load(recipe)
+            warm = [time_load(recipe) for _ in range(WARM_REPEATS)]
+        finally:  # later benchmarks in this process (and their workers) must use the real cache again
+            if previous is None:
+                os.environ.pop("LAB_CACHE_DIR", None)
+            else:
+                os.environ["LAB_CACHE_DIR"] = previous
     warm_s = statistics.median(s for s, _ in warm)
     ratio = cold_s / warm_s
     rows = [
