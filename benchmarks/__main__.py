@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 
 BENCHMARKS = ("model_load", "sanity", "training_modes", "packing", "trainer_overhead")
+GOAL_MINUTES = 10.0  # the whole command on the 2-core CPU
 
 
 def main(argv: list[str]) -> None:
@@ -13,9 +15,15 @@ def main(argv: list[str]) -> None:
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    started, minutes = time.perf_counter(), {}
     for name in names:
-        print(f"\n== {name} ==")
+        print(f"\n== {name} ==", flush=True)
+        begun = time.perf_counter()
         importlib.import_module(f"benchmarks.{name}").main()
+        minutes[name] = (time.perf_counter() - begun) / 60
+    total = (time.perf_counter() - started) / 60
+    print("\n" + ", ".join(f"{name} {m:.1f}" for name, m in minutes.items()) + f" minutes: {total:.1f} in all"
+          + (f" (goal for all {len(BENCHMARKS)}: <= {GOAL_MINUTES:.0f})" if len(names) == len(BENCHMARKS) else ""))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 The real SmolLM2-135M, batch 4 x 256 tokens, a plain loop (forward, backward, fused AdamW, zero_grad) with
 1 warm-up and 3 timed steps per mode. Each mode runs in its own subprocess, so its peak RSS is its own; the peak
-is measured as ``ru_maxrss`` minus the RSS after imports (weights, gradients, AdamW states and activations all
-count) and printed next to ``labhelpers.memory.estimate_memory``'s figure.
+is measured as the process's ``VmHWM`` (high-water RSS of its own address space) minus the RSS after imports (weights, gradients, AdamW states and activations all
+count) and printed next to ``labhelpers.memory.estimate_memory``'s figure. Not ``ru_maxrss``: Linux carries
+it over from the parent through fork and exec, so a worker started by a parent that holds a model reports the
+parent's peak.
 glibc's dynamic mmap threshold keeps freed mid-size tensors in the heap, which can inflate peak RSS well past the
 live tensors (LoRA at 4 x 256: 3768 MiB by default, 2395 MiB with ``MALLOC_MMAP_THRESHOLD_=131072``; estimate
 2515 MiB); set that variable to measure tensors rather than allocator retention.
@@ -28,23 +30,25 @@ LORA_RANK = 16
 _MIB = 1024**2
 
 
-def _rss_bytes() -> int:
-    """Current resident set size of this process (Linux /proc)."""
+def _status_bytes(field: str = "VmRSS") -> int:
+    """A memory field of this process from Linux /proc: ``VmRSS`` (resident now) or ``VmHWM`` (resident peak).
+
+    >>> _status_bytes("VmHWM") >= _status_bytes("VmRSS") > 0
+    True
+    """
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
+    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
 
 
 def measure(mode: str, batch: int = BATCH, max_length: int = MAX_LENGTH, warmup: int = WARMUP_STEPS,
             steps: int = TIMED_STEPS) -> dict:
     """Train ``warmup + steps`` steps in this process; return step times, peak RSS increase and the estimate.
 
-    Call it in a fresh process: ``ru_maxrss`` is the high-water mark of the whole process.
+    Call it in a fresh process: ``VmHWM`` is the high-water mark of the whole process.
     """
-    import resource
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import LlamaForCausalLM  # noqa: F401  (import the model code before the baseline)
@@ -58,7 +62,7 @@ def measure(mode: str, batch: int = BATCH, max_length: int = MAX_LENGTH, warmup:
     if mode == "lora":
         import peft
     torch.manual_seed(0)
-    baseline = _rss_bytes()
+    baseline = _status_bytes("VmRSS")
     recipe = recipe_for("cpu", "ci").with_sizes(per_device_train_batch_size=batch, max_length=max_length)
     model, _ = load_model_and_tokenizer(recipe=recipe, verbose=False)
     model.config.use_cache = False
@@ -84,7 +88,7 @@ def measure(mode: str, batch: int = BATCH, max_length: int = MAX_LENGTH, warmup:
         optimizer.zero_grad(set_to_none=True)
         if step >= warmup:
             times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    peak = _status_bytes("VmHWM")
     return {
         "mode": mode, "batch": batch, "max_length": max_length, "torch_threads": torch.get_num_threads(),
         "trainable_params": sum(p.numel() for p in trainable), "step_s": times,

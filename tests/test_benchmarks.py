@@ -75,3 +75,27 @@ def test_overhead_order_and_ratios():
     assert paired_ratios([3.0, 3.3], [3.0, 3.0]) == [1.0, 1.1]
     with pytest.raises(ValueError):
         paired_ratios([1.0], [1.0, 2.0])
+
+
+@pytest.mark.slow
+def test_packed_rows_collator_isolates_examples_like_separate_rows(model_and_tokenizer):
+    """The benchmark's ``packed rows`` mode must train what separate rows train: no example sees another."""
+    import torch
+
+    from benchmarks.packing import PackedRowsCollator
+
+    model, tokenizer = model_and_tokenizer
+    first = tokenizer("The capital of France is Paris, a city on the Seine.")["input_ids"]
+    second = tokenizer("Water boils at one hundred degrees Celsius at sea level.")["input_ids"]
+    batch = PackedRowsCollator(tokenizer.pad_token_id)(
+        [{"input_ids": first + second, "labels": first + second, "seq_lengths": [len(first), len(second)]},
+         {"input_ids": second, "labels": second, "seq_lengths": [len(second)]}])
+    assert "attention_mask" not in batch
+    assert batch["labels"][0, len(first)] == -100  # not predicted from the first example's last token
+    with torch.no_grad():
+        inputs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask") if k in batch}
+        packed = model(**inputs, use_cache=False).logits
+        alone = model(input_ids=torch.tensor([second]), use_cache=False).logits
+    n = len(second)
+    assert (packed[0, len(first):len(first) + n] - alone[0]).abs().max() < 1e-3  # packed after another example
+    assert (packed[1, :n] - alone[0]).abs().max() < 1e-3  # its own row, followed by padding

@@ -57,3 +57,38 @@ def test_monitor_detectors_and_degenerate_text():
     assert is_spike(10.0, [2.0, 2.2, 1.8, 2.1]) and not is_spike(2.5, [2.0, 2.2, 1.8])
     assert growing_gap([0.0, 0.1, 0.2, 0.4], patience=3) and not growing_gap([0.3, 0.1, 0.2, 0.4], patience=3)
     assert is_degenerate("the the the the the the the the the the") and not is_degenerate("Answer: yes.\n- a\n- b\n- c")
+
+
+HOUSE = "Answer: Paris.\n- capital of France\n- on the Seine\n- about 2 million people\nConfidence: high"
+
+
+class _Words:
+    """A toy tokenizer: one token per word."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": text.split()}
+
+
+def test_postflight_checks_precomputed_replies_without_generating():
+    from labhelpers.sanity import postflight
+
+    replies = ([HOUSE, "yes " * 30], [False, True])
+    report = postflight(None, _Words(), ["q1", "q2"], max_new_tokens=30, replies=replies)  # no model: nothing generated
+    assert report.extras["outputs"] == list(replies[0]) and report.extras["hit_max"] == [False, True]
+    assert report.by_check("hit_max_new_tokens").status == "fail"  # 50% runaway, no base to compare with
+    assert report.by_check("degenerate_replies").status == "warn"
+    assert "50%" in report.by_check("house_format").message
+    with pytest.raises(ValueError, match="1 texts and 1 hit_max flags for 2 prompts"):
+        postflight(None, _Words(), ["q1", "q2"], replies=([HOUSE], [False]))
+
+
+def test_postflight_base_runaway_uses_the_saved_record_rule():
+    from labhelpers.compare import generation_record
+    from labhelpers.sanity import postflight
+
+    base = ["w " * 29, "w " * 30]  # 29 and 30 re-tokenized tokens: only the second used the whole budget of 30
+    assert generation_record(["a", "b"], base, 30, _Words())["hit_limit"] == [False, True]
+    report = postflight(None, _Words(), ["a", "b"], base_outputs=base, max_new_tokens=30,
+                        replies=([HOUSE, "w " * 30], [False, True]))
+    assert "(base 50%)" in report.by_check("hit_max_new_tokens").message
+    assert report.by_check("hit_max_new_tokens").status == "warn"  # as often as the base: not made worse

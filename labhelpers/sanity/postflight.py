@@ -6,6 +6,8 @@ from typing import Any, Sequence
 
 import torch
 
+from labhelpers.behaviour import house_format_rate
+from labhelpers.compare import generation_record
 from labhelpers.sanity.report import Finding, SanityReport
 
 
@@ -59,20 +61,23 @@ def generate_replies(model: Any, tokenizer: Any, prompts: Sequence[Any], max_new
     return texts, hit
 
 
-def _house_rate(texts: Sequence[str]) -> float | None:
-    try:
-        from labhelpers.behaviour import house_format_rate
-    except ImportError:
-        return None
-    return house_format_rate(texts)
-
-
 def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs: Sequence[str] | None = None,
-               max_new_tokens: int = 64, base_hit_max: Sequence[bool] | None = None) -> SanityReport:
-    """Generate for ``prompts`` and report runaway (hit max_new_tokens), empty, degenerate replies and house format."""
+               max_new_tokens: int = 64, base_hit_max: Sequence[bool] | None = None,
+               replies: tuple[Sequence[str], Sequence[bool]] | None = None) -> SanityReport:
+    """Report runaway (hit max_new_tokens), empty, degenerate replies and house format for ``prompts``.
+
+    The replies are generated here unless ``replies`` passes ``(texts, hit_max)`` that :func:`generate_replies`
+    already made for these prompts with this ``max_new_tokens``. ``base_hit_max`` is exact when it comes from
+    the base's own generation (``generate_replies`` or a saved record's ``hit_limit``); without it the base
+    replies are re-tokenized, as :func:`labhelpers.compare.generation_record` does.
+    """
     if not prompts:
         raise ValueError("postflight needs at least one prompt; pass e.g. 8 held-out user messages")
-    texts, hit = generate_replies(model, tokenizer, prompts, max_new_tokens)
+    texts, hit = replies if replies is not None else generate_replies(model, tokenizer, prompts, max_new_tokens)
+    if len(texts) != len(prompts) or len(hit) != len(prompts):
+        raise ValueError(f"replies hold {len(texts)} texts and {len(hit)} hit_max flags for {len(prompts)} prompts; "
+                         "pass generate_replies(model, tokenizer, prompts, max_new_tokens) for the same prompts")
+    texts, hit = list(texts), [bool(h) for h in hit]
     n = len(texts)
     report = SanityReport(title="postflight")
     report.extras.update(outputs=texts, hit_max=hit)
@@ -80,7 +85,7 @@ def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs:
     base_hit = None
     if base_outputs is not None:
         if base_hit_max is None:
-            base_hit_max = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) >= max_new_tokens - 1 for t in base_outputs]
+            base_hit_max = generation_record([""] * len(base_outputs), base_outputs, max_new_tokens, tokenizer)["hit_limit"]
         base_hit = sum(base_hit_max) / max(1, len(base_hit_max))
     worse = base_hit is not None and hit_share > base_hit + 0.2
     # Runaway replies are a fail when training made them worse, or when there is no base to compare with.
@@ -102,11 +107,10 @@ def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs:
     report.extend([Finding("degenerate_replies", "fail" if loops > n / 2 else "warn" if loops else "pass",
                            f"{loops} of {n} replies loop (≥ half their 4-grams repeat)",
                            "lower the LR or train fewer steps (collapse), and check the stop token" if loops else "")])
-    rate = _house_rate(texts)
-    if rate is not None:
-        base_rate = _house_rate(base_outputs) if base_outputs is not None else None
-        msg = f"house format {rate:.0%} of replies" + (f" (base {base_rate:.0%})" if base_rate is not None else "")
-        worse = base_rate is not None and rate < base_rate
-        report.extend([Finding("house_format", "warn" if worse else "pass", msg,
-                               "tuning made the target format rarer: check data and LR" if worse else "")])
+    rate = house_format_rate(texts)
+    base_rate = house_format_rate(base_outputs) if base_outputs is not None else None
+    msg = f"house format {rate:.0%} of replies" + (f" (base {base_rate:.0%})" if base_rate is not None else "")
+    worse = base_rate is not None and rate < base_rate
+    report.extend([Finding("house_format", "warn" if worse else "pass", msg,
+                           "tuning made the target format rarer: check data and LR" if worse else "")])
     return report
