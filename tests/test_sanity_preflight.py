@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from labhelpers.sanity import preflight, show_example
-from labhelpers.sanity.preflight import collated_batches, grad_accum_findings, prompt_blank_findings
+from labhelpers.sanity.preflight import collated_batches, grad_accum_findings, prompt_swap_findings
 from sanity_setup import build_trainer, chat_rows
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def test_healthy_full_preflight_passes_and_leaves_everything_untouched(model_and
     assert report.ok, str(report)
     assert not report.warnings, str(report)  # never cry wolf on the lab's own setup
     for check in ("prompt_tokens_trained", "stop_token_trained", "template_round_trip", "double_bos", "truncation",
-                  "loss_at_init", "prompt_blank_baseline", "grad_accum_invariance", "packing_isolation"):
+                  "loss_at_init", "prompt_swap", "grad_accum_invariance", "packing_isolation"):
         assert report.by_check(check).status == "pass", check
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -147,16 +147,22 @@ def test_grad_accum_invariance_catches_per_microbatch_mean(model_and_tokenizer, 
     assert grad_accum_findings(trainer, batch)[0].status == "pass"
 
 
-def test_prompt_blank_baseline_drops_for_misaligned_prompts(model_and_tokenizer, cpu_recipe):
-    import re
-
+def test_prompt_swap_warns_when_replies_do_not_belong_to_their_prompts(model_and_tokenizer, cpu_recipe):
     model, tok = model_and_tokenizer
-    rows = chat_rows(4)
-    shuffled = [{"messages": [rows[i]["messages"][0], rows[(i + 2) % 4]["messages"][1]]} for i in range(4)]
+    rows = chat_rows(8)
+    shuffled = [{"messages": rows[i]["messages"][:-1] + [rows[(i + 3) % 8]["messages"][-1]]} for i in range(8)]
 
-    def ratio(data):
+    def finding(data):
         trainer = build_trainer(model, tok, cpu_recipe, rows=data, per_device_train_batch_size=4, eval_rows=None)
-        finding = prompt_blank_findings(model, tok, collated_batches(trainer, 1)[0])[0]
-        return float(re.search(r"×([0-9.]+)", finding.message).group(1))
+        return prompt_swap_findings(model, tok, collated_batches(trainer, None))[0]
 
-    assert ratio(shuffled) < ratio(rows)  # the prompt helps less when it does not belong to the reply
+    aligned, misaligned = finding(rows), finding(shuffled)
+    assert aligned.status == "pass" and "8 rows" in aligned.message, aligned.message
+    assert misaligned.status == "warn" and "prompt/reply alignment" in misaligned.fix, misaligned.message
+
+
+def test_prompt_swap_needs_two_replies(tokenizer):
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+                                        tokenize=True, return_dict=True)["input_ids"]
+    finding = prompt_swap_findings(None, tokenizer, [{"input_ids": torch.tensor([ids]), "labels": torch.tensor([ids])}])[0]
+    assert finding.status == "warn" and "only 1 row(s) with a reply" in finding.message

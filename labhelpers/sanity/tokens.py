@@ -82,6 +82,24 @@ def split_at(ids: Sequence[int], start: Sequence[int]) -> list[tuple[int, int]]:
     return [(s, e) for s, e in zip(bounds, bounds[1:]) if e > s]
 
 
+def last_reply_split(ids: Sequence[int], header: Sequence[int], end_id: int) -> tuple[list[int], list[int]] | None:
+    """``(prompt, reply)``: the tokens before the last assistant reply and the reply itself; None without a reply.
+
+    >>> last_reply_split([5, 1, 7, 9, 4, 4, 2, 9, 1, 7, 9, 3, 2], header=[1, 7], end_id=2)
+    ([5, 1, 7, 9, 4, 4, 2, 9, 1, 7, 9], [3, 2])
+    >>> last_reply_split([5, 6], header=[1, 7], end_id=2) is None
+    True
+    """
+    mask = assistant_mask(ids, header, end_id)
+    if not any(mask):
+        return None
+    end = len(mask) - mask[::-1].index(True)
+    start = end
+    while start > 0 and mask[start - 1]:
+        start -= 1
+    return list(ids[:start]), list(ids[start:end])
+
+
 def examples_in_batch(batch: dict[str, torch.Tensor], start: Sequence[int] | None = None) -> list[tuple[list[int], list[int]]]:
     """Split a collated batch into (input_ids, labels) per example: rows, minus padding, split at packing seams.
 
