@@ -31,7 +31,7 @@ Why the padding-free row is slow without flash-attention: sdpa (CPU, T4) compute
 flattened row, 4 x max_length tokens, and masks it afterwards, so attention costs 4x what the 4 separate rows
 cost; flash-attention's variable-length kernels (Ampere+) compute only the diagonal blocks.
 
-Duration: ~4 minutes on the idle 2-core CPU (one round).
+Duration: 4.6 minutes on the idle 2-core CPU (one round); `--rounds 3` took 16 minutes.
 Run: ``python -m benchmarks.packing [--rounds N]``.
 """
 

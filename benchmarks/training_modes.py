@@ -2,8 +2,9 @@
 
 The real SmolLM2-135M, batch 4 x 256 tokens, a plain loop (forward, backward, fused AdamW, zero_grad) with
 1 warm-up and 3 timed steps per mode. Each mode runs in its own subprocess, so its peak RSS is its own; the peak
-is measured as the process's ``VmHWM`` (high-water RSS of its own address space) minus the RSS after imports (weights, gradients, AdamW states and activations all
-count) and printed next to ``labhelpers.memory.estimate_memory``'s figure. Not ``ru_maxrss``: Linux carries
+is measured as the process's ``VmHWM`` (high-water RSS of its own address space) minus the RSS after imports
+(weights, gradients, AdamW states and activations all count) and printed next to
+``labhelpers.memory.estimate_memory``'s figure. Not ``ru_maxrss``: Linux carries
 it over from the parent through fork and exec, so a worker started by a parent that holds a model reports the
 parent's peak.
 glibc's dynamic mmap threshold keeps freed mid-size tensors in the heap, which can inflate peak RSS well past the
