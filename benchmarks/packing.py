@@ -213,22 +213,12 @@ def _trainer_class():
         def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: D102
             labels = inputs["labels"]
             mask = inputs.get("attention_mask")
-            if mask is not None:
-                real = int(mask.sum())
-            else:  # packed: pads (added after the last example of a row) restart position ids at 0 like a new example
-                real = int(labels.numel()) if "seq_idx" in inputs else int((inputs["input_ids"] != self.pad_id).sum())
+            # packed batches carry no attention mask; their only pads (packed rows: after a row's last example) are pad ids
+            real = int(mask.sum()) if mask is not None else int((inputs["input_ids"] != self.pad_id).sum())
             self.token_counts.append((int((labels != -100).sum()), real, int(inputs["input_ids"].numel())))
             return super().training_step(model, inputs, num_items_in_batch)
 
     return CountingSFTTrainer, Clock
-
-
-def longest_first(rows: Any, tokenizer: Any) -> Any:
-    """``rows`` sorted by conversation length, longest first (a length-grouped megabatch)."""
-    from labhelpers.training import conversation_lengths
-
-    lengths = conversation_lengths(rows, tokenizer)
-    return rows.select(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
 
 
 def epoch_run(model: Any, tokenizer: Any, rows: Any, max_length: int, mode: str, seed: int, max_steps: int = -1) -> dict:
@@ -244,8 +234,7 @@ def epoch_run(model: Any, tokenizer: Any, rows: Any, max_length: int, mode: str,
               "save_strategy": "no", "logging_steps": 1000, "disable_tqdm": True, "seed": seed, "data_seed": seed,
               "packing": mode in PACKED_MODES}
     if mode == "grouped":
-        kwargs["train_sampling_strategy"] = "sequential"  # rows come sorted by length (longest_first)
-        rows = longest_first(rows, tokenizer)
+        kwargs["train_sampling_strategy"] = "sequential"  # the caller passes the rows sorted longest first
     with tempfile.TemporaryDirectory(prefix="bench-packing-") as out:
         config = SFTConfig(output_dir=out, **kwargs)
         trainer = CountingSFTTrainer(model=copy.deepcopy(model), args=config, train_dataset=rows, processing_class=tokenizer)
@@ -315,9 +304,11 @@ def main(rounds: int = ROUNDS) -> dict:
 
         runs: dict[str, list[dict]] = {m: [] for m in MODES}
         for r in range(rounds):
-            rows = train.select(sorted(random.Random(SEED + r).sample(fits, SAME_ROWS)))
+            picked = random.Random(SEED + r).sample(fits, SAME_ROWS)
+            longest_first = sorted(picked, key=lambda i: -lengths[i])  # a length-grouped megabatch
             for mode in MODES:
                 print(f"max_length {max_length}, round {r + 1}/{rounds}: {mode} ...", flush=True)
+                rows = train.select(longest_first if mode == "grouped" else sorted(picked))
                 runs[mode].append(epoch_run(model, tokenizer, rows, max_length, mode, SEED + r))
         speed = {mode: {**mode_figures(runs[mode]), "runs": runs[mode]} for mode in MODES}
         base = speed["unpacked"]

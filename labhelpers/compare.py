@@ -24,6 +24,24 @@ GENERATION_KEYS = ("prompts", "outputs", "max_new_tokens", "n_new_tokens", "hit_
                    "hit_limit_rate")
 
 
+def new_token_counts(outputs: Sequence[str], tokenizer: Any, n_new_tokens: Sequence[int] | None = None) -> list[int]:
+    """Tokens in each reply: ``n_new_tokens`` when given (exact), else the replies re-tokenized.
+
+    A reply hit the generation budget when its count is ``>= max_new_tokens``.
+
+    >>> class Words:
+    ...     def __call__(self, text, add_special_tokens=False):
+    ...         return {"input_ids": text.split()}
+    >>> new_token_counts(["a b c", "d"], Words()), new_token_counts(["a b c"], Words(), [4])
+    ([3, 1], [4])
+    """
+    if n_new_tokens is None:
+        return [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in outputs]
+    if len(n_new_tokens) != len(outputs):
+        raise ValueError(f"{len(n_new_tokens)} token counts for {len(outputs)} outputs; pass one count per output")
+    return [int(n) for n in n_new_tokens]
+
+
 def generation_record(prompts: Sequence[str], outputs: Sequence[str], max_new_tokens: int, tokenizer: Any,
                       n_new_tokens: Sequence[int] | None = None) -> dict[str, Any]:
     """The dict :func:`save_generations` writes: texts, per-reply flags and the two rates.
@@ -37,15 +55,12 @@ def generation_record(prompts: Sequence[str], outputs: Sequence[str], max_new_to
     """
     if len(prompts) != len(outputs):
         raise ValueError(f"{len(prompts)} prompts but {len(outputs)} outputs; pass one output per prompt, in order")
-    if n_new_tokens is None:
-        n_new_tokens = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in outputs]
-    elif len(n_new_tokens) != len(outputs):
-        raise ValueError(f"{len(n_new_tokens)} token counts for {len(outputs)} outputs; pass one count per output")
-    hit = [int(n) >= max_new_tokens for n in n_new_tokens]
+    n_new_tokens = new_token_counts(outputs, tokenizer, n_new_tokens)
+    hit = [n >= max_new_tokens for n in n_new_tokens]
     house = [follows_house_format(text) for text in outputs]
     n = max(len(outputs), 1)
     return {"prompts": list(prompts), "outputs": list(outputs), "max_new_tokens": int(max_new_tokens),
-            "n_new_tokens": [int(x) for x in n_new_tokens], "hit_limit": hit, "house_format": house,
+            "n_new_tokens": n_new_tokens, "hit_limit": hit, "house_format": house,
             "score": sum(house) / n, "hit_limit_rate": sum(hit) / n}
 
 

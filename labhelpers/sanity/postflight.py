@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from labhelpers.behaviour import house_format_rate
-from labhelpers.compare import generation_record
+from labhelpers.compare import new_token_counts
 from labhelpers.sanity.report import Finding, SanityReport
 
 
@@ -69,7 +69,7 @@ def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs:
     The replies are generated here unless ``replies`` passes ``(texts, hit_max)`` that :func:`generate_replies`
     already made for these prompts with this ``max_new_tokens``. ``base_hit_max`` is exact when it comes from
     the base's own generation (``generate_replies`` or a saved record's ``hit_limit``); without it the base
-    replies are re-tokenized, as :func:`labhelpers.compare.generation_record` does.
+    replies are re-tokenized (:func:`labhelpers.compare.new_token_counts`), as saved records are.
     """
     if not prompts:
         raise ValueError("postflight needs at least one prompt; pass e.g. 8 held-out user messages")
@@ -85,7 +85,7 @@ def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs:
     base_hit = None
     if base_outputs is not None:
         if base_hit_max is None:
-            base_hit_max = generation_record([""] * len(base_outputs), base_outputs, max_new_tokens, tokenizer)["hit_limit"]
+            base_hit_max = [n >= max_new_tokens for n in new_token_counts(base_outputs, tokenizer)]
         base_hit = sum(base_hit_max) / max(1, len(base_hit_max))
     worse = base_hit is not None and hit_share > base_hit + 0.2
     # Runaway replies are a fail when training made them worse, or when there is no base to compare with.
