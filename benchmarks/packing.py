@@ -223,20 +223,17 @@ def _trainer_class():
 
 def epoch_run(model: Any, tokenizer: Any, rows: Any, max_length: int, mode: str, seed: int, max_steps: int = -1) -> dict:
     """One epoch over ``rows`` in one mode on a fresh copy of ``model``: step seconds and token counts."""
-    from trl import SFTConfig
-
     from labhelpers.hardware import recipe_for
 
     CountingSFTTrainer, Clock = _trainer_class()
     recipe = recipe_for("cpu", "ci").with_sizes(max_length=max_length, per_device_train_batch_size=BATCH,
                                                 gradient_accumulation_steps=1, max_steps=max_steps)
-    kwargs = {**recipe.sft_config_kwargs(), "num_train_epochs": 1, "assistant_only_loss": True, "eval_strategy": "no",
-              "save_strategy": "no", "logging_steps": 1000, "disable_tqdm": True, "seed": seed, "data_seed": seed,
-              "packing": mode in PACKED_MODES}
-    if mode == "grouped":
-        kwargs["train_sampling_strategy"] = "sequential"  # the caller passes the rows sorted longest first
+    # "grouped": the caller passes the rows sorted longest first, so a sequential sampler keeps them grouped
+    sampling = "sequential" if mode == "grouped" else "random"
     with tempfile.TemporaryDirectory(prefix="bench-packing-") as out:
-        config = SFTConfig(output_dir=out, **kwargs)
+        config = recipe.sft_config(out, num_train_epochs=1, assistant_only_loss=True, eval_strategy="no",
+                                   save_strategy="no", logging_steps=1000, disable_tqdm=True, seed=seed, data_seed=seed,
+                                   packing=mode in PACKED_MODES, train_sampling_strategy=sampling)
         trainer = CountingSFTTrainer(model=copy.deepcopy(model), args=config, train_dataset=rows, processing_class=tokenizer)
         if mode == "packed rows":  # TRL refuses a custom collator with bfd packing at construction, not after
             trainer.data_collator = PackedRowsCollator(tokenizer.pad_token_id)
@@ -286,7 +283,7 @@ def main(rounds: int = ROUNDS) -> dict:
     started = time.perf_counter()
     load_start = os.getloadavg()[0]
     model, tokenizer = load_model_and_tokenizer(recipe=detect_recipe("ci"), verbose=False)
-    model.config.use_cache = False  # packed rows need it off (team notes); the same for every mode
+    model.config.use_cache = False  # packed rows need it off (a cache breaks the block-diagonal mask: notebook 05); the same for every mode
     train = load_chat_dataset(source="bundled")["train"].select_columns(["messages"])
     lengths = conversation_lengths(train, tokenizer)
     print("warm-up step (not timed) ...", flush=True)

@@ -1,6 +1,6 @@
 """Seconds per optimizer step: the lab's SFTTrainer (recipe + SanityMonitor) vs a plain hand-written SFTTrainer.
 
-``lab``: ``SFTConfig(**recipe.sft_config_kwargs(), assistant_only_loss=True)`` from ``detect_recipe("ci")`` as it
+``lab``: ``recipe.sft_config(out, assistant_only_loss=True)`` from ``detect_recipe("ci")`` as it
 is (logging every step, eval every 5 and saves every 10 steps: the runs stop before either), an eval split of
 16 rows, and ``labhelpers.sanity.SanityMonitor()`` attached. ``plain``: an ``SFTConfig`` with the same
 hyperparameters written out by hand (batch 4, LR 1e-4, cosine, warmup 0.1, max_length 256, seed 42, CPU, fp32,
@@ -68,13 +68,10 @@ def plain_config(output_dir: str, max_steps: int, seed: int) -> Any:
 
 def lab_config(output_dir: str, max_steps: int, seed: int) -> Any:
     """The lab's SFTConfig: ``detect_recipe("ci")`` as the notebooks use it, plus assistant-only loss."""
-    from trl import SFTConfig
-
     from labhelpers.hardware import detect_recipe
 
     recipe = detect_recipe("ci").with_sizes(max_steps=max_steps, max_length=MAX_LENGTH)
-    return SFTConfig(output_dir=output_dir, **{**recipe.sft_config_kwargs(), "seed": seed}, assistant_only_loss=True,
-                     disable_tqdm=True)
+    return recipe.sft_config(output_dir, seed=seed, assistant_only_loss=True, disable_tqdm=True)
 
 
 def timed_run(variant: str, model: Any, tokenizer: Any, train: Any, evaluation: Any, seed: int,

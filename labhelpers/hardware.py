@@ -1,23 +1,23 @@
-"""Hardware recipes: which dtype, attention, precision flags and run sizes to use on this machine, and why.
+"""Hardware recipes: which dtype, attention, precision flags, batching and run sizes to use on this machine, and why.
 
 A ``Recipe`` is plain values (frozen dataclasses) plus a reason for every choice. Build the model and the
 ``SFTConfig`` from it; the trainer is not wrapped::
 
     recipe = detect_recipe()                      # profile: argument, else $LAB_PROFILE, else ci (CPU) / colab (GPU)
     print(recipe.explain())
-    model = AutoModelForCausalLM.from_pretrained(path, **recipe.model_kwargs())
-    args = SFTConfig(output_dir="out", **recipe.sft_config_kwargs())
+    model = AutoModelForCausalLM.from_pretrained(path, **recipe.model_kwargs()).to(recipe.device)
+    args = recipe.sft_config("out", max_steps=8)  # the one way to build an SFTConfig; unknown keys raise
 
-Device rules (numbers measured on the lab's 2-core CPU, see the team notes):
+Device rules (numbers measured on the lab's 2-core CPU by ``benchmarks/``; README, "Performance"):
 
-* ``cpu``: fp32 weights, no AMP, ``use_cpu=True``, sdpa. bf16 on this CPU runs only with ``use_cpu=True`` and is
-  ~12x slower; ``fp16=True`` is silently ignored on CPU; TRL's SFTConfig defaults to bf16 and refuses a CPU
-  unless ``use_cpu=True``.
+* ``cpu``: fp32 weights, no AMP, ``use_cpu=True``, sdpa, no packing. bf16 on this CPU runs only with
+  ``use_cpu=True`` and is ~12x slower; ``fp16=True`` is silently ignored on CPU; TRL's SFTConfig defaults to bf16
+  and refuses a CPU unless ``use_cpu=True``.
 * ``t4`` (NVIDIA T4, compute capability 7.5) and ``cuda-old`` (any other CUDA card with cc < 8, e.g. V100, P100):
   fp32 weights + ``fp16=True`` AMP (fp16 *weights* with fp16 AMP fail: "Attempting to unscale FP16 gradients"),
-  no bf16, sdpa (flash-attention needs cc >= 8).
-* ``ampere`` (cc >= 8: A100, H100, L4, RTX 30xx/40xx): bf16 weights + ``bf16=True``; ``flash_attention_2`` when
-  the ``flash_attn`` package is importable, else sdpa.
+  no bf16, sdpa (flash-attention needs cc >= 8), length-grouped batches instead of packing.
+* ``ampere`` (cc >= 8: A100, H100, L4, RTX 30xx/40xx): fp32 master weights + ``bf16=True`` autocast;
+  ``flash_attention_2`` when ``flash_attn`` or ``kernels`` can serve it (then padding-free packing), else sdpa.
 """
 
 from __future__ import annotations
@@ -26,18 +26,19 @@ import dataclasses
 import difflib
 import html
 import importlib.util
-import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any
 
 import torch
 from transformers.trainer_utils import SchedulerType
 
+from labhelpers.batching import BatchPlan, effective_batch
+
 PROFILES = ("ci", "colab", "full")
 HARDWARE = ("cpu", "t4", "cuda-old", "ampere")
 SCHEDULERS = tuple(s.value for s in SchedulerType)
-COMMON_BATCH_CONFIGS = ((2, 16, 1), (4, 8, 1), (4, 4, 4), (8, 2, 8))  # (per_device, grad_accum, n_gpus)
 BIG_GPU_GIB = 20.0  # at or above this much GPU memory, an Ampere card gets the large per-device batch
 _GIB = 1024**3
 
@@ -50,8 +51,8 @@ class RunSizes:
     n_train_examples: int | None = field(
         metadata={"help": "training rows taken from the train split (count); None = all rows. Small counts keep CPU runs to minutes."}
     )
-    n_eval_examples: int | None = field(
-        metadata={"help": "eval rows (count); None = the whole eval split. A fixed few keep each evaluation cheap."}
+    n_eval_examples: int = field(
+        metadata={"help": "eval rows (count), carved from the train split; a fixed few keep each evaluation cheap."}
     )
     num_train_epochs: float = field(
         metadata={"help": "passes over the training rows; ignored when max_steps > 0. SFT rarely needs more than 3 before it overfits."}
@@ -80,9 +81,14 @@ class RunSizes:
     lr_scheduler_type: str = field(
         metadata={"help": "LR shape after warmup, a transformers SchedulerType name ('cosine', 'linear', 'constant', ...)."}
     )
-    eval_steps: int = field(metadata={"help": "optimizer steps between evaluations; each costs a pass over the eval rows."})
-    logging_steps: int = field(metadata={"help": "optimizer steps between log lines (loss, grad_norm, learning_rate)."})
-    save_steps: int = field(metadata={"help": "optimizer steps between checkpoints; each writes ~0.5-1.6 GB for a 135M model with optimizer state."})
+    eval_steps: int | float = field(
+        metadata={"help": "optimizer steps between evaluations (int), or a share of the run's steps (float < 1, "
+                          "counted by the trainer after packing); each costs a pass over the eval rows."})
+    logging_steps: int | float = field(
+        metadata={"help": "optimizer steps between log lines (loss, grad_norm, learning_rate); int, or a share < 1."})
+    save_steps: int | float = field(
+        metadata={"help": "optimizer steps between checkpoints (int, or a share < 1: a multiple of eval_steps); "
+                          "each writes ~0.5-1.6 GB for a 135M model with optimizer state."})
     gradient_checkpointing: bool = field(
         metadata={"help": "recompute activations in backward: ~30% less activation memory for ~20% more time per step."}
     )
@@ -99,14 +105,18 @@ def _check_size(name: str, value: Any) -> None:
 
     is_int = isinstance(value, int) and not isinstance(value, bool)
     is_num = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if name in ("n_train_examples", "n_eval_examples"):
+    if name == "n_train_examples":
         if value is not None and not (is_int and value > 0):
             raise bad("must be a positive int or None", "pass e.g. 500, or None to use every row")
+    elif name in ("eval_steps", "logging_steps", "save_steps"):
+        if not ((is_int and value > 0) or (isinstance(value, float) and 0 < value < 1)):
+            raise bad("must be a positive int (steps) or a float between 0 and 1 (share of the run's steps)",
+                      "pass e.g. 10, or 0.125 for every eighth of the run")
     elif name == "max_steps":
         if not (is_int and (value == -1 or value > 0)):
             raise bad("must be -1 or a positive int", "pass -1 to train for num_train_epochs, or e.g. 8 steps")
-    elif name in ("max_length", "per_device_train_batch_size", "per_device_eval_batch_size",
-                  "gradient_accumulation_steps", "eval_steps", "logging_steps", "save_steps"):
+    elif name in ("n_eval_examples", "max_length", "per_device_train_batch_size", "per_device_eval_batch_size",
+                  "gradient_accumulation_steps"):
         if not (is_int and value > 0):
             raise bad("must be a positive int", "pass a whole number >= 1")
     elif name == "num_train_epochs":
@@ -153,9 +163,9 @@ _SHARED = {
         learning_rate=(2e-5, "as in the seed lab and TRL's default: a gentle full fine-tune over ~96 steps"),
         warmup_ratio=(0.1, "~10 of ~96 steps before the cosine decay"),
         lr_scheduler_type=("cosine", "decays to 0, as in the seed lab"),
-        eval_steps=(25, "~4 evaluation points over the run"),
-        logging_steps=(5, "~20 points, a readable loss curve"),
-        save_steps=(50, "a mid-run and a final checkpoint, little Colab disk"),
+        eval_steps=(0.125, "every eighth of the run: 8 evaluation points however many steps packing leaves"),
+        logging_steps=(0.02, "every 2% of the run: ~50 points, a readable loss curve at any step count"),
+        save_steps=(0.125, "with every evaluation, so the best evaluated model is always on disk (save_total_limit=2 keeps the disk small)"),
     ),
     "full": dict(
         n_train_examples=(None, "every training row"),
@@ -166,9 +176,9 @@ _SHARED = {
         learning_rate=(2e-5, "the standard full-fine-tune LR for this size, same as colab"),
         warmup_ratio=(0.1, "as in colab, so the LR curve has the same shape at every size"),
         lr_scheduler_type=("cosine", "decays to 0, as in colab"),
-        eval_steps=(100, "a curve without eval dominating the run time"),
-        logging_steps=(10, "TRL's default; a readable curve over a long run"),
-        save_steps=(200, "each save is ~1.6 GB with optimizer state"),
+        eval_steps=(0.1, "every tenth of the run: 10 points, a curve without eval dominating the run time"),
+        logging_steps=(0.01, "every 1% of the run: 100 points over a long run"),
+        save_steps=(0.1, "with every evaluation, so the best evaluated model is on disk (each save is ~1.6 GB with optimizer state)"),
     ),
 }
 
@@ -252,109 +262,112 @@ def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {what} {value!r}: choose one of {', '.join(map(repr, choices))}{did}")
 
 
-# ----------------------------------------------------------------------------------------------- batch plan
+# ----------------------------------------------------------------------------------------------- lesson sizes
 @dataclass(frozen=True)
-class BatchPlan:
-    """Batch arithmetic of one run, computed the way transformers' Trainer does it."""
+class LessonSizes:
+    """The sizes the notebooks need besides the main run (demos, generation, mini-runs), per profile."""
 
-    per_device: int = field(metadata={"help": "sequences per forward pass per device"})
-    grad_accum: int = field(metadata={"help": "passes accumulated per optimizer step"})
-    n_gpus: int = field(metadata={"help": "data-parallel devices"})
-    n_examples: int | None = field(metadata={"help": "training rows; None = unknown"})
-    effective_batch_size: int = field(metadata={"help": "sequences per optimizer step = per_device x grad_accum x n_gpus"})
-    optimizer_steps_per_epoch: int | None = field(metadata={"help": "ceil(ceil(n / (per_device x n_gpus)) / grad_accum), as Trainer"})
-    total_steps: int | None = field(metadata={"help": "max_steps if > 0, else ceil(epochs x steps_per_epoch), as Trainer"})
-    warmup_steps: int | None = field(metadata={"help": "ceil(warmup_ratio x total_steps), as TrainingArguments.get_warmup_steps"})
-    tokens_per_step: int | None = field(metadata={"help": "upper bound: effective_batch_size x max_length (padding/short rows make it less)"})
+    n_heldout_prompts: int = field(metadata={"help": "held-out test prompts answered before (02) and after (09) tuning"})
+    max_new_tokens: int = field(metadata={"help": "generation budget per reply; a house-format reply needs ~60-80 tokens"})
+    generation_batch_size: int = field(metadata={"help": "prompts per generate() call (left-padded batch)"})
+    overfit_steps: int = field(metadata={"help": "steps of notebook 07's deliberate overfitting run (4 rows, high LR)"})
+    compare_steps: int = field(metadata={"help": "optimizer steps per mini-run of notebook 08 (schedules and LRs)"})
+    compare_batch_size: int = field(metadata={"help": "sequences per step in notebook 08's mini-runs"})
+    compare_max_length: int = field(metadata={"help": "tokens per row in notebook 08's mini-runs"})
+    protocol_overfit_steps: int = field(metadata={"help": "steps of the protocol's overfit test (notebook 10)"})
+    protocol_short_steps: int = field(metadata={"help": "steps of the protocol's short run with eval (notebook 10)"})
+    loop_micro_batches: int = field(metadata={"help": "micro-batches the custom Accelerate loop runs (notebook 11)"})
+    loop_micro_batch_size: int = field(metadata={"help": "sequences per micro-batch in notebook 11"})
+    loop_grad_accum: int = field(metadata={"help": "micro-batches per optimizer step in notebook 11"})
 
-    def __str__(self) -> str:
-        parts = [f"effective batch {self.per_device} x {self.grad_accum} accum x {self.n_gpus} GPU = {self.effective_batch_size}"]
-        if self.tokens_per_step is not None:
-            parts.append(f"<= {self.tokens_per_step:,} tokens/step")
-        if self.total_steps is not None:
-            per_epoch = "" if self.optimizer_steps_per_epoch is None else f" ({self.optimizer_steps_per_epoch}/epoch)"
-            parts.append(f"{self.total_steps} steps{per_epoch}, warmup {self.warmup_steps}")
-        return "; ".join(parts)
-
-
-def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-    if allow_none and value is None:
-        return
-    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        raise ValueError(f"{name} = {value!r}: must be a positive int" + (" or None" if allow_none else "") + "; pass e.g. 4")
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                raise ValueError(f"LessonSizes.{f.name} = {value!r}: must be a positive int; pass a whole number >= 1")
 
 
-def effective_batch(per_device: int, grad_accum: int, n_gpus: int = 1, n_examples: int | None = None,
-                    epochs: float = 1.0, warmup_ratio: float = 0.0, max_length: int | None = None,
-                    max_steps: int = -1) -> BatchPlan:
-    """Effective batch, steps per epoch, total and warmup steps, tokens per step, as HF Trainer counts them.
+def lesson_sizes(profile: str, sizes: RunSizes) -> tuple[LessonSizes, tuple[tuple[str, str], ...]]:
+    """The notebooks' demo, generation and mini-run sizes for a profile, with a reason per field.
 
-    >>> p = effective_batch(4, 4, n_examples=500, epochs=3, warmup_ratio=0.1, max_length=512)
-    >>> p.effective_batch_size, p.optimizer_steps_per_epoch, p.total_steps, p.warmup_steps, p.tokens_per_step
-    (16, 32, 96, 10, 8192)
-    >>> print(effective_batch(4, 1, n_examples=64, max_steps=8, warmup_ratio=0.1, max_length=256))
-    effective batch 4 x 1 accum x 1 GPU = 4; <= 1,024 tokens/step; 8 steps (16/epoch), warmup 1
+    >>> lesson, why = lesson_sizes("ci", profile_sizes("ci")[0])
+    >>> lesson.n_heldout_prompts, lesson.compare_steps, lesson.loop_micro_batches
+    (20, 6, 6)
+    >>> lesson_sizes("colab", profile_sizes("colab", "t4", 15.0)[0])[0].loop_micro_batch_size
+    4
     """
-    _positive_int("per_device", per_device)
-    _positive_int("grad_accum", grad_accum)
-    _positive_int("n_gpus", n_gpus)
-    _positive_int("n_examples", n_examples, allow_none=True)
-    _positive_int("max_length", max_length, allow_none=True)
-    if not (isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs > 0):
-        raise ValueError(f"epochs = {epochs!r}: must be > 0; pass e.g. 1 or 3")
-    if not (isinstance(warmup_ratio, (int, float)) and 0 <= warmup_ratio < 1):
-        raise ValueError(f"warmup_ratio = {warmup_ratio!r}: must satisfy 0 <= ratio < 1; pass e.g. 0.1")
-    if not (isinstance(max_steps, int) and (max_steps == -1 or max_steps > 0)):
-        raise ValueError(f"max_steps = {max_steps!r}: must be -1 (use epochs) or a positive int")
-    eff = per_device * grad_accum * n_gpus
-    per_epoch = None
-    if n_examples is not None:
-        # Trainer: each device sees ceil(n / (per_device * n_gpus)) batches (the sampler pads the last one),
-        # then an epoch has ceil(batches / grad_accum) optimizer steps (the last step may accumulate fewer).
-        batches = math.ceil(n_examples / (per_device * n_gpus))
-        per_epoch = max(math.ceil(batches / grad_accum), 1)
-    if max_steps > 0:
-        total = max_steps
-    elif per_epoch is not None:
-        total = math.ceil(epochs * per_epoch)
+    _check_choice("profile", profile, PROFILES)
+    per_device, accum, length = sizes.per_device_train_batch_size, sizes.gradient_accumulation_steps, sizes.max_length
+    if profile == "ci":
+        table = dict(
+            n_heldout_prompts=(20, "enough held-out prompts for a headline rate (one prompt = 5 points)"),
+            max_new_tokens=(96, "a house-format reply fits with room to spare; a runaway reply is cut early"),
+            generation_batch_size=(8, "8 prompts per batch is ~4x faster than one by one on a CPU"),
+            overfit_steps=(12, "4 rows at lr 1e-3 are memorised in ~10 steps; eval every 2 steps gives 6 points"),
+            compare_steps=(6, "six ~1 s steps per mini-run: the curves part within a CPU minute"),
+            compare_batch_size=(2, "small batches keep the six mini-runs cheap"),
+            compare_max_length=(128, "short rows keep the six mini-runs cheap"),
+            protocol_overfit_steps=(10, "enough for 4 rows to fall well below half their first loss"),
+            protocol_short_steps=(4, "two evaluations in a CPU minute"),
+            loop_micro_batches=(6, "three optimizer steps of 2 micro-batches: the accumulation is visible"),
+            loop_micro_batch_size=(2, "small micro-batches keep the hand-written loop cheap on a CPU"),
+            loop_grad_accum=(2, "two micro-batches per step show the accumulation normalisation"),
+        )
     else:
-        total = None
-    # Same expression as TrainingArguments.get_warmup_steps for a ratio < 1 (float product, then ceil).
-    warmup = None if total is None else math.ceil(total * warmup_ratio)
-    tokens = None if max_length is None else eff * max_length
-    return BatchPlan(per_device, grad_accum, n_gpus, n_examples, eff, per_epoch, total, warmup, tokens)
-
-
-def batch_plan_table(configs: Iterable[tuple[int, int, int]] = COMMON_BATCH_CONFIGS, n_examples: int = 500,
-                     epochs: float = 3.0, warmup_ratio: float = 0.1, max_length: int | None = None) -> str:
-    """A text table of effective batch and step counts for (per_device, grad_accum, n_gpus) configs.
-
-    >>> print(batch_plan_table(COMMON_BATCH_CONFIGS, n_examples=500, epochs=3, warmup_ratio=0.1))
-    per_device  accum  gpus  effective  steps/epoch  total  warmup
-             2     16     1         32           16     48       5
-             4      8     1         32           16     48       5
-             4      4     4         64            8     24       3
-             8      2     8        128            4     12       2
-    """
-    header = ["per_device", "accum", "gpus", "effective", "steps/epoch", "total", "warmup"]
-    if max_length is not None:
-        header.append("tokens/step")
-    rows = []
-    for per_device, accum, gpus in configs:
-        p = effective_batch(per_device, accum, gpus, n_examples, epochs, warmup_ratio, max_length)
-        row = [p.per_device, p.grad_accum, p.n_gpus, p.effective_batch_size, p.optimizer_steps_per_epoch,
-               p.total_steps, p.warmup_steps]
-        if max_length is not None:
-            row.append(f"{p.tokens_per_step:,}")
-        rows.append([str(v) for v in row])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines)
+        big = profile == "full"
+        table = dict(
+            n_heldout_prompts=(30, "30 held-out prompts: a rate with ~3-point resolution"),
+            max_new_tokens=(256, "long enough for the base model's free-form replies to finish"),
+            generation_batch_size=(32, "a GPU generates 32 short replies as fast as one"),
+            overfit_steps=(60, "4 rows memorised with room to show the eval curve turn"),
+            compare_steps=(60 if big else 30, "long enough for the schedules' decay to separate the curves"),
+            compare_batch_size=(per_device, "the run's per-device batch"),
+            compare_max_length=(length, "the run's max_length"),
+            protocol_overfit_steps=(50, "the classic overfit test: 20 rows, 50 steps"),
+            protocol_short_steps=(40, "a short run with several evaluations"),
+            loop_micro_batches=(256 if big else 64, "enough optimizer steps for a falling loss"),
+            loop_micro_batch_size=(per_device, "the run's per-device batch"),
+            loop_grad_accum=(accum, "the run's gradient accumulation"),
+        )
+    return (LessonSizes(**{k: v for k, (v, _) in table.items()}),
+            tuple((k, why) for k, (_, why) in table.items()))
 
 
 # ----------------------------------------------------------------------------------------------- recipe
-_PRECISION_FIELDS = ("hardware", "profile", "torch_dtype", "attn_implementation", "fp16", "bf16", "use_cpu")
+_CHOICE_FIELDS = ("hardware", "profile", "torch_dtype", "attn_implementation", "fp16", "bf16", "use_cpu", "packing",
+                  "train_sampling_strategy")
+# What notebook 06's run adds to the recipe, named once: its check, the reference run (``ensure_tuned_model``)
+# and every notebook that needs "the tuned model" read it here, so the notebooks can run in any order.
+REFERENCE_RUN_SETTINGS: dict[str, Any] = {
+    "assistant_only_loss": True,  # train on the replies (and their <|im_end|>) only: notebook 04
+    "load_best_model_at_end": True,  # keep the best evaluated checkpoint, not the last: notebook 07
+    "metric_for_best_model": "eval_loss",
+    "greater_is_better": False,
+    "save_total_limit": 2,  # the best and the newest checkpoint
+}
+
+
+def _check_config_keys(overrides: dict[str, Any]) -> None:
+    """Raise ValueError naming an unknown SFTConfig key, its likely replacement and the valid keys' source.
+
+    >>> _check_config_keys({"max_seq_length": 512})
+    Traceback (most recent call last):
+    ...
+    ValueError: SFTConfig has no field 'max_seq_length': use max_length=... (TRL 1.x renamed it)
+    """
+    from trl import SFTConfig
+
+    from labhelpers.drift import REMOVED_ARGUMENTS
+
+    valid = {f.name for f in dataclasses.fields(SFTConfig)}
+    for key in overrides:
+        if key in valid:
+            continue
+        if key in REMOVED_ARGUMENTS:
+            raise ValueError(f"SFTConfig has no field {key!r}: {REMOVED_ARGUMENTS[key]}")
+        hint = difflib.get_close_matches(key, sorted(valid), n=1)
+        did = f"did you mean {hint[0]!r}?" if hint else "see trl.SFTConfig for the valid fields."
+        raise ValueError(f"SFTConfig has no field {key!r}: {did}")
 
 
 @dataclass(frozen=True)
@@ -364,13 +377,36 @@ class Recipe:
     hardware: str = field(metadata={"help": "'cpu', 't4' (T4, cc 7.5), 'cuda-old' (other cc < 8) or 'ampere' (cc >= 8)"})
     device_name: str = field(metadata={"help": "what torch reports, e.g. 'Tesla T4', or 'cpu'"})
     profile: str = field(metadata={"help": "one of PROFILES: 'ci' (tiny, CPU/CI), 'colab' (seed lab), 'full' (all rows)"})
-    torch_dtype: torch.dtype = field(metadata={"help": "dtype the weights are loaded in (from_pretrained(dtype=...))"})
+    torch_dtype: torch.dtype = field(metadata={"help": "dtype the weights are loaded in (fp32 master weights everywhere)"})
     attn_implementation: str = field(metadata={"help": "'sdpa' or 'flash_attention_2'"})
     fp16: bool = field(metadata={"help": "fp16 autocast + loss scaling (CUDA only; needs fp32 weights)"})
     bf16: bool = field(metadata={"help": "bf16 autocast (cc >= 8 on CUDA)"})
     use_cpu: bool = field(metadata={"help": "force the CPU even if an accelerator is visible"})
+    packing: bool = field(metadata={"help": "TRL's padding-free packing (bfd): only with a variable-length attention kernel"})
+    train_sampling_strategy: str = field(metadata={"help": "'random' or 'group_by_length' (batches of similar length)"})
     sizes: RunSizes = field(metadata={"help": "how much data, how long, batch layout"})
+    lesson: LessonSizes = field(metadata={"help": "demo, generation and mini-run sizes of the notebooks"})
     reasons: tuple[tuple[str, str], ...] = field(metadata={"help": "(field, one-sentence why) for every choice"})
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model goes at load: ``cpu`` or ``cuda``; every tensor that meets the model follows it.
+
+        >>> recipe_for("cpu", "ci").device
+        device(type='cpu')
+        """
+        return torch.device("cpu" if self.use_cpu else "cuda")
+
+    def autocast(self) -> Any:
+        """The mixed-precision context of this recipe (also for generation with flash-attention), or a no-op.
+
+        >>> with recipe_for("cpu", "ci").autocast(): pass
+        """
+        import contextlib
+
+        if not (self.fp16 or self.bf16):
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.float16 if self.fp16 else torch.bfloat16)
 
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``AutoModelForCausalLM.from_pretrained``.
@@ -381,17 +417,19 @@ class Recipe:
         return {"dtype": self.torch_dtype, "attn_implementation": self.attn_implementation}
 
     def sft_config_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``trl.SFTConfig`` (precision, run sizes, logging); add ``output_dir`` yourself.
+        """Keyword arguments for ``trl.SFTConfig`` (precision, batching, run sizes, logging); see :meth:`sft_config`.
 
         >>> kw = recipe_for("cpu", "ci").sft_config_kwargs()
-        >>> kw["use_cpu"], kw["bf16"], kw["warmup_steps"], kw["max_steps"], kw["logging_nan_inf_filter"]
-        (True, False, 0.1, 20, False)
+        >>> kw["use_cpu"], kw["bf16"], kw["warmup_steps"], kw["max_steps"], kw["logging_nan_inf_filter"], kw["packing"]
+        (True, False, 0.1, 20, False, False)
         """
         s = self.sizes
         return {
             "fp16": self.fp16,
             "bf16": self.bf16,
             "use_cpu": self.use_cpu,
+            "packing": self.packing,
+            "train_sampling_strategy": self.train_sampling_strategy,
             "max_length": s.max_length,
             "per_device_train_batch_size": s.per_device_train_batch_size,
             "per_device_eval_batch_size": s.per_device_eval_batch_size,
@@ -412,6 +450,29 @@ class Recipe:
             "seed": 42,
             "report_to": "none",
         }
+
+    def sft_config(self, output_dir: str | Path, **overrides: Any) -> Any:
+        """The one way to build an ``SFTConfig`` from the recipe; ``overrides`` replace fields (unknown keys raise).
+
+        >>> recipe_for("cpu", "ci").sft_config("/tmp/out", max_steps=3).max_steps
+        3
+        >>> recipe_for("cpu", "ci").sft_config("/tmp/out", evaluation_strategy="no")
+        Traceback (most recent call last):
+        ...
+        ValueError: SFTConfig has no field 'evaluation_strategy': use eval_strategy="steps" or "epoch"
+        """
+        from trl import SFTConfig
+
+        _check_config_keys(overrides)
+        return SFTConfig(output_dir=str(output_dir), **{**self.sft_config_kwargs(), **overrides})
+
+    def reference_config(self, output_dir: str | Path, **overrides: Any) -> Any:
+        """The ``SFTConfig`` of notebook 06's run: the recipe plus :data:`REFERENCE_RUN_SETTINGS`.
+
+        >>> recipe_for("cpu", "ci").reference_config("/tmp/out").assistant_only_loss
+        True
+        """
+        return self.sft_config(output_dir, **{**REFERENCE_RUN_SETTINGS, **overrides})
 
     def with_sizes(self, **overrides: Any) -> Recipe:
         """A copy with some RunSizes fields replaced; unknown keys and bad values raise ValueError.
@@ -438,6 +499,9 @@ class Recipe:
     def plan(self, n_examples: int | None = None, n_gpus: int = 1) -> BatchPlan:
         """The BatchPlan of this recipe; ``n_examples`` defaults to ``sizes.n_train_examples``.
 
+        Under packing, pass the number of packed rows (``len(trainer.train_dataset)``): that is what the
+        trainer batches, so that is what the step count follows.
+
         >>> recipe_for("t4", "colab", total_memory_gib=15.0).plan().total_steps
         96
         """
@@ -454,23 +518,25 @@ class Recipe:
         """
         why = dict(self.reasons)
         lines = [f"Recipe {self.profile!r} on {self.hardware} ({self.device_name})"]
-        for name in _PRECISION_FIELDS:
-            value = getattr(self, name)
-            lines.append(f"  {name} = {value!r}: {why.get(name, '')}")
-        lines.append("  sizes:")
-        for f in dataclasses.fields(RunSizes):
-            lines.append(f"    {f.name} = {getattr(self.sizes, f.name)!r}: {why.get(f.name, '')}")
+        for name in _CHOICE_FIELDS:
+            lines.append(f"  {name} = {getattr(self, name)!r}: {why.get(name, '')}")
+        for title, values in (("sizes", self.sizes), ("lesson sizes", self.lesson)):
+            lines.append(f"  {title}:")
+            for f in dataclasses.fields(values):
+                lines.append(f"    {f.name} = {getattr(values, f.name)!r}: {why.get(f.name, '')}")
         p = self.plan()
         s = self.sizes
         lines.append(f"  effective batch = {s.per_device_train_batch_size} per device x {s.gradient_accumulation_steps} "
                      f"accum x 1 device = {p.effective_batch_size} sequences per optimizer step")
         lines.append(f"  tokens per optimizer step <= {p.effective_batch_size} x {s.max_length} = {p.tokens_per_step:,} "
                      "(padding and short rows make it less)")
+        packed = " before packing (packing merges rows, so the trainer counts fewer)" if self.packing else ""
         if p.total_steps is not None:
-            lines.append(f"  optimizer steps = {p.total_steps}, warmup steps = {p.warmup_steps}")
+            lines.append(f"  optimizer steps = {p.total_steps}{packed if s.max_steps < 0 else ''}, "
+                         f"warmup steps = {p.warmup_steps}")
         else:
-            lines.append(f"  optimizer steps: {s.num_train_epochs:g} epochs x ceil(rows / {p.effective_batch_size}) "
-                         "(row count known once the dataset is loaded)")
+            lines.append(f"  optimizer steps: {s.num_train_epochs:g} epochs x ceil(rows / {p.effective_batch_size})"
+                         f"{packed} (row count known once the dataset is loaded)")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -480,20 +546,47 @@ class Recipe:
         return f"<pre>{html.escape(self.explain())}</pre>"
 
 
+# Measured on the lab's 2-core CPU (benchmarks/packing.py), trained tokens/s vs random padded batches, 256 / 512:
+# length-grouped 1.29x / 1.55x, TRL padding-free packing 1.16x / 1.10x (sdpa attends over the whole flattened row).
+_NO_VARLEN_PACKING = ("sdpa has no variable-length kernel: TRL's padding-free packing flattens a batch into one row "
+                      "and attention then costs the square of the batch's tokens; measured on CPU, packed 21.5 s/step "
+                      "for ~880 tokens vs unpacked 12.1 s/step for ~505: the same cost per token, no gain")
+_GROUPED = ("rows of similar length share a batch, so almost no padding is computed (1.29x / 1.55x tokens/s at "
+            "256 / 512 measured) while each row stays short, where attention is cheap")
+
+
+def _batching_choice(hardware: str, attn: str) -> tuple[bool, str, str, str]:
+    """(packing, sampling, why packing, why sampling) for a hardware class and attention kernel."""
+    if attn == "flash_attention_2":
+        return (True, "random", "flash-attention's variable-length kernel attends within each packed example only: "
+                "padding-free packing removes all padding without cross-contamination",
+                "packing already removes the padding; random order keeps batches unbiased")
+    if hardware == "cpu":
+        return (False, "random", _NO_VARLEN_PACKING,
+                "the CPU runs are a few dozen rows: length grouping would order the whole run longest-first "
+                "(a curriculum nobody asked for) to save little padding")
+    return False, "group_by_length", _NO_VARLEN_PACKING, _GROUPED
+
+
 def recipe_for(hardware: str, profile: str, device_name: str | None = None, capability: tuple[int, int] | None = None,
-               total_memory_gib: float | None = None, flash_attn: bool = False,
+               total_memory_gib: float | None = None, flash_backend: str | None = None,
                profile_source: str = "argument") -> Recipe:
     """The recipe for a hardware class and profile, without looking at this machine (see ``detect_recipe``).
 
+    ``flash_backend``: what can serve flash-attention on an Ampere+ card: ``"flash_attn"`` (the compiled package),
+    ``"kernels"`` (transformers loads the hub kernel ``kernels-community/flash-attn2``) or None.
+
     >>> r = recipe_for("t4", "colab", total_memory_gib=15.0)
-    >>> r.torch_dtype, r.fp16, r.bf16, r.attn_implementation
-    (torch.float32, True, False, 'sdpa')
-    >>> r = recipe_for("ampere", "colab", "NVIDIA A100-SXM4-80GB", (8, 0), 80.0, flash_attn=True)
-    >>> r.torch_dtype, r.bf16, r.attn_implementation, r.sizes.per_device_train_batch_size
-    (torch.bfloat16, True, 'flash_attention_2', 16)
+    >>> r.torch_dtype, r.fp16, r.bf16, r.attn_implementation, r.packing, r.train_sampling_strategy
+    (torch.float32, True, False, 'sdpa', False, 'group_by_length')
+    >>> r = recipe_for("ampere", "colab", "NVIDIA A100-SXM4-80GB", (8, 0), 80.0, flash_backend="kernels")
+    >>> r.torch_dtype, r.bf16, r.attn_implementation, r.packing, r.sizes.per_device_train_batch_size
+    (torch.float32, True, 'flash_attention_2', True, 16)
     """
     _check_choice("hardware", hardware, HARDWARE)
     _check_choice("profile", profile, PROFILES)
+    if flash_backend not in (None, "flash_attn", "kernels"):
+        raise ValueError(f"unknown flash_backend {flash_backend!r}: choose 'flash_attn', 'kernels' or None")
     cc = "" if capability is None else f"compute capability {capability[0]}.{capability[1]}"
     mem = "" if total_memory_gib is None else f"{total_memory_gib:.1f} GiB"
     facts = ", ".join(x for x in (cc, mem) if x)
@@ -505,8 +598,9 @@ def recipe_for(hardware: str, profile: str, device_name: str | None = None, capa
         "env": f"profile {profile!r} from the LAB_PROFILE environment variable",
         "default": f"no argument and no LAB_PROFILE: {profile!r} is the default on {'a CPU' if hardware == 'cpu' else 'a GPU'}",
     }.get(profile_source, profile_source)}
+    dtype = torch.float32
     if hardware == "cpu":
-        dtype, fp16, bf16, use_cpu, attn = torch.float32, False, False, True, "sdpa"
+        fp16, bf16, use_cpu, attn = False, False, True, "sdpa"
         why["hardware"] = "no CUDA device visible (torch.cuda.is_available() is False), so training runs on the CPU"
         why["torch_dtype"] = "bf16 on this CPU runs only with use_cpu=True and is ~12x slower; fp16 is no faster"
         why["fp16"] = "fp16 AMP is a no-op on CPU (Trainer silently ignores fp16=True there)"
@@ -514,7 +608,7 @@ def recipe_for(hardware: str, profile: str, device_name: str | None = None, capa
         why["use_cpu"] = "TRL's SFTConfig refuses a CPU without it, and it keeps Apple MPS out of the way"
         why["attn_implementation"] = "PyTorch's built-in attention, always available; flash-attn is CUDA-only"
     elif hardware in ("t4", "cuda-old"):
-        dtype, fp16, bf16, use_cpu, attn = torch.float32, True, False, False, "sdpa"
+        fp16, bf16, use_cpu, attn = True, False, False, "sdpa"
         card = "NVIDIA T4" if hardware == "t4" else name
         why["hardware"] = (f"{card}{facts}: compute capability < 8, so fp16 tensor cores but no bf16 and no flash-attention")
         why["torch_dtype"] = ("fp32 master weights for AMP: fp16 weights with fp16=True fail with "
@@ -524,23 +618,32 @@ def recipe_for(hardware: str, profile: str, device_name: str | None = None, capa
         why["use_cpu"] = "train on the GPU"
         why["attn_implementation"] = "flash-attention needs compute capability >= 8; sdpa uses its memory-efficient kernel here"
     else:  # ampere
-        dtype, fp16, bf16, use_cpu = torch.bfloat16, False, True, False
+        fp16, bf16, use_cpu = False, True, False
         why["hardware"] = f"{name}{facts}: compute capability >= 8, so bf16 and flash-attention are supported"
-        why["torch_dtype"] = ("half the memory of fp32 and what flash-attention expects; note bf16 keeps 8 mantissa bits, "
-                              "so an AdamW update below ~0.2-0.4% of a weight rounds away (keep lr >= ~2e-5)")
+        why["torch_dtype"] = ("fp32 master weights with bf16 autocast: bf16 weights keep 8 mantissa bits, so an AdamW "
+                              "update below half a bf16 step rounds away (at lr 2e-5, every weight with |w| >~ 0.005); "
+                              "the 135M model with fp32 AdamW state needs ~2 GB, which fits any card")
         why["fp16"] = "bf16 has fp32's range, so no loss scaling is needed"
-        why["bf16"] = "bf16 autocast on a cc >= 8 card"
+        why["bf16"] = "bf16 autocast on a cc >= 8 card: matmuls and attention run in bf16 on the tensor cores"
         why["use_cpu"] = "train on the GPU"
-        if flash_attn:
+        if flash_backend is not None:
             attn = "flash_attention_2"
-            why["attn_implementation"] = "flash_attn is installed and the card has cc >= 8; exact and padding-free-safe"
+            source = ("the flash_attn package is installed" if flash_backend == "flash_attn" else
+                      "the kernels package serves it (transformers downloads the prebuilt hub kernel "
+                      "kernels-community/flash-attn2; no compiling)")
+            why["attn_implementation"] = (f"{source}; cc >= 8; exact, and its variable-length kernel makes packing "
+                                          "padding-free without cross-contamination (generate under recipe.autocast())")
         else:
             attn = "sdpa"
-            why["attn_implementation"] = ("flash_attn is not installed (pip install flash-attn builds from source "
-                                          "unless a wheel matches); sdpa is built in and uses a flash kernel itself on cc >= 8")
+            why["attn_implementation"] = ("neither flash_attn nor kernels is installed (the Colab install cell installs "
+                                          "kernels on cc >= 8: pip install kernels); sdpa is built in")
+    packing, sampling, why["packing"], why["train_sampling_strategy"] = _batching_choice(hardware, attn)
     sizes, size_reasons = profile_sizes(profile, hardware, total_memory_gib)
-    reasons = tuple((k, why[k]) for k in _PRECISION_FIELDS) + size_reasons
-    return Recipe(hardware, name, profile, dtype, attn, fp16, bf16, use_cpu, sizes, reasons)
+    lesson, lesson_reasons = lesson_sizes(profile, sizes)
+    reasons = tuple((k, why[k]) for k in _CHOICE_FIELDS) + size_reasons + lesson_reasons
+    return Recipe(hardware=hardware, device_name=name, profile=profile, torch_dtype=dtype, attn_implementation=attn,
+                  fp16=fp16, bf16=bf16, use_cpu=use_cpu, packing=packing, train_sampling_strategy=sampling,
+                  sizes=sizes, lesson=lesson, reasons=reasons)
 
 
 def _resolve_profile(profile: str | None, on_gpu: bool) -> tuple[str, str]:
@@ -559,6 +662,14 @@ def _resolve_profile(profile: str | None, on_gpu: bool) -> tuple[str, str]:
         raise ValueError(f"unknown profile {value!r} ({where}): choose one of "
                          f"{', '.join(map(repr, PROFILES))}; {fix}.{did}")
     return norm, source
+
+
+def flash_backend_available() -> str | None:
+    """'flash_attn' or 'kernels' when that package is importable (it can serve flash_attention_2), else None."""
+    for package in ("flash_attn", "kernels"):
+        if importlib.util.find_spec(package) is not None:
+            return package
+    return None
 
 
 def detect_recipe(profile: str | None = None) -> Recipe:
@@ -582,7 +693,5 @@ def detect_recipe(profile: str | None = None) -> Recipe:
         hardware = "t4"
     else:
         hardware = "cuda-old"
-    flash = hardware == "ampere" and importlib.util.find_spec("flash_attn") is not None
+    flash = flash_backend_available() if hardware == "ampere" else None
     return recipe_for(hardware, name, device_name, (major, minor), mem_gib, flash, source)
-
-from labhelpers.memory import MemoryBreakdown, estimate_memory  # noqa: E402

@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labhelpers.data import DEFAULT_DATASET, ConversationFormatError, DatasetFileError, load_chat_dataset
+
+if TYPE_CHECKING:
+    from labhelpers.hardware import Recipe
 
 # The smallest conversation a training row can be; its rendered length is the template's fixed overhead.
 MINIMAL_CONVERSATION = ({"role": "user", "content": "?"}, {"role": "assistant", "content": "."})
@@ -28,7 +31,7 @@ class RunInputError(ValueError):
 class RunInputs:
     """Inputs that passed every check: the recipe (with overrides), the dataset and the run folder path."""
 
-    recipe: Any
+    recipe: Recipe
     data: Any
     run: Path
 
@@ -85,7 +88,7 @@ def _load_data(dataset: str) -> Any:
         raise _fail("DATASET", str(error), "fix the file or pass another dataset") from None
 
 
-def check_split_sizes(recipe: Any, n_rows: int) -> None:
+def check_split_sizes(recipe: Recipe, n_rows: int) -> None:
     """Raise when the training rows cannot fill one batch or leave no eval split."""
     sizes = recipe.sizes
     n_eval = sizes.n_eval_examples or 1

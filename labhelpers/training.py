@@ -12,7 +12,10 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from labhelpers.hardware import Recipe
 
 # Files a checkpoint folder needs before it can be resumed from. Trainer writes trainer_state.json
 # last, so a folder without it was cut off mid-save (e.g. a Colab disconnect) and must not be loaded.
@@ -26,13 +29,12 @@ FINGERPRINT_FIELDS = (
 )
 
 
-def select_splits(data: Any, n_train: int | None, n_eval: int | None, seed: int = 42) -> tuple[Any, Any]:
-    """Training rows and an eval split carved from the *train* split (the test split stays held out).
+def select_splits(data: Any, n_train: int | None, n_eval: int, seed: int = 42) -> tuple[Any, Any]:
+    """Training rows and an ``n_eval``-row eval split, both from the *train* split (the test split stays held out).
 
-    The eval split is ``n_eval`` rows (default: 15% of the selected rows); training takes ``n_train``.
+    ``n_train=None`` trains on every row the eval split leaves.
     """
     train = data["train"].shuffle(seed=seed)
-    n_eval = n_eval if n_eval is not None else max(1, round(0.15 * (n_train or len(train))))
     n_train = n_train if n_train is not None else len(train) - n_eval
     if n_train + n_eval > len(train):
         raise ValueError(
@@ -165,23 +167,7 @@ def log_summary(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def reference_sft_config(recipe: Any, output_dir: str | Path, **overrides: Any) -> Any:
-    """The SFTConfig notebook 06 arrives at: the recipe plus assistant-only loss and best-model-at-end."""
-    from trl import SFTConfig
-
-    kwargs = {
-        **recipe.sft_config_kwargs(),
-        "assistant_only_loss": True,
-        "load_best_model_at_end": True,
-        "metric_for_best_model": "eval_loss",
-        "greater_is_better": False,
-        "save_total_limit": 2,
-        **overrides,
-    }
-    return SFTConfig(output_dir=str(output_dir), **kwargs)
-
-
-def reference_sft_run(run: Path, recipe: Any, model_id: str, dataset: str) -> Path:
+def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str) -> Path:
     """Train the reference run of notebook 06 into ``run/sft`` and save the model to ``run/sft/final``."""
     from trl import SFTTrainer
 
@@ -195,7 +181,7 @@ def reference_sft_run(run: Path, recipe: Any, model_id: str, dataset: str) -> Pa
     train, evaluation = select_splits(data, recipe.sizes.n_train_examples, recipe.sizes.n_eval_examples)
     # no_robots' `prompt` string column would make TRL treat the rows as non-conversational
     train, evaluation = train.select_columns(["messages"]), evaluation.select_columns(["messages"])
-    config = reference_sft_config(recipe, run / "sft")
+    config = recipe.reference_config(run / "sft")
     trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
     trainer.train(resume_from_checkpoint=resume_point(config))
     final = run / "sft" / "final"
@@ -205,7 +191,7 @@ def reference_sft_run(run: Path, recipe: Any, model_id: str, dataset: str) -> Pa
     return final
 
 
-def ensure_tuned_model(run: Path, recipe: Any, model_id: str, dataset: str) -> Path:
+def ensure_tuned_model(run: Path, recipe: Recipe, model_id: str, dataset: str) -> Path:
     """Folder of the fine-tuned model from notebook 06; trains the reference run first when it is missing."""
     final = run / "sft" / "final"
     if (final / "model.safetensors").is_file():
@@ -264,11 +250,25 @@ def diagnose_overfitting(summary: dict[str, Any], patience: int = 2) -> str:
     )
 
 
+def release_memory() -> None:
+    """Free what deleted models and trainers held: Python's cycles, then the CUDA cache (no-op on a CPU).
+
+    >>> release_memory()
+    """
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class TrainingOutOfMemory(RuntimeError):
     """Training ran out of accelerator memory; the message holds the estimate and the changes that would fit."""
 
 
-def out_of_memory_message(model: Any, recipe: Any, gpu_gib: float | None) -> str:
+def out_of_memory_message(model: Any, recipe: Recipe, gpu_gib: float | None) -> str:
     """The estimator's breakdown for this run and, for a ``gpu_gib`` card, the concrete changes that would fit."""
     from labhelpers.memory import estimate_memory
 
@@ -284,7 +284,7 @@ def out_of_memory_message(model: Any, recipe: Any, gpu_gib: float | None) -> str
     return "\n".join(lines)
 
 
-def train_or_explain_oom(trainer: Any, recipe: Any, resume_from_checkpoint: str | None = None,
+def train_or_explain_oom(trainer: Any, recipe: Recipe, resume_from_checkpoint: str | None = None,
                          gpu_gib: float | None = None) -> Any:
     """``trainer.train(...)``; an out-of-memory error stops the run with :func:`out_of_memory_message` instead."""
     import torch

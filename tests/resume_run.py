@@ -11,7 +11,7 @@ import sys
 
 import torch
 import transformers
-from trl import SFTConfig, SFTTrainer
+from trl import SFTTrainer
 
 from labhelpers.data import load_chat_dataset
 from labhelpers.hardware import detect_recipe
@@ -27,9 +27,8 @@ def main(output_dir: str, result_path: str) -> None:
     model, tokenizer = load_model_and_tokenizer(recipe=recipe, verbose=False)
     data = load_chat_dataset()
     train = keep_rows_that_fit(data["train"].select(range(60)), tokenizer, 160).select(range(12)).select_columns(["messages"])
-    kwargs = {**recipe.sft_config_kwargs(), "max_steps": STEPS, "max_length": 160, "per_device_train_batch_size": 2,
-              "save_steps": 2, "eval_strategy": "no", "logging_steps": 1, "seed": 7}
-    config = SFTConfig(output_dir=output_dir, assistant_only_loss=True, **kwargs)
+    config = recipe.sft_config(output_dir, assistant_only_loss=True, max_steps=STEPS, max_length=160,
+                               per_device_train_batch_size=2, save_steps=2, eval_strategy="no", logging_steps=1, seed=7)
     trainer = SFTTrainer(model=model, args=config, train_dataset=train, processing_class=tokenizer)
     checkpoint = resume_point(config)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -28,11 +28,10 @@ def chat_rows(n: int = 6, split: str = "train", short: bool = True, offset: int 
 
 def build_trainer(model, tokenizer, cpu_recipe, rows=None, eval_rows="default", out_dir="/tmp/sanity-tests", **overrides):
     """A real SFTTrainer with the lab recipe, max_length 128, batch 2 and 2 steps; overrides go to SFTConfig."""
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     collator = overrides.pop("data_collator", None)
-    kw = cpu_recipe.sft_config_kwargs()
-    kw.update(max_length=128, max_steps=2, per_device_train_batch_size=2, per_device_eval_batch_size=2,
+    kw = dict(max_length=128, max_steps=2, per_device_train_batch_size=2, per_device_eval_batch_size=2,
               gradient_accumulation_steps=1, eval_strategy="steps", eval_steps=2, save_strategy="no",
               logging_steps=1, learning_rate=1e-4, warmup_steps=0.1, assistant_only_loss=True,
               dataloader_num_workers=0)
@@ -44,5 +43,5 @@ def build_trainer(model, tokenizer, cpu_recipe, rows=None, eval_rows="default", 
     evald = Dataset.from_list(eval_rows) if eval_rows else None
     if evald is None:
         kw["eval_strategy"] = "no"
-    return SFTTrainer(model=model, args=SFTConfig(output_dir=out_dir, **kw), train_dataset=train, eval_dataset=evald,
+    return SFTTrainer(model=model, args=cpu_recipe.sft_config(out_dir, **kw), train_dataset=train, eval_dataset=evald,
                       processing_class=tokenizer, data_collator=collator)

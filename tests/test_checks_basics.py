@@ -3,6 +3,7 @@ right message."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -155,3 +156,31 @@ def test_generate_answers_catches_prompt_in_output(model_and_tokenizer):
 
     with pytest.raises(TodoCheckError, match=r"contains the prompt itself.*decode only the new tokens"):
         check_generate_answers(whole, model, tokenizer)
+
+
+@pytest.mark.slow
+def test_build_labels_asks_for_a_list_not_a_tensor(tokenizer):
+    as_tensor = lambda ids, mask: torch.where(torch.tensor(mask).bool(), torch.tensor(ids), -100)  # noqa: E731
+    with pytest.raises(TodoCheckError, match=r"returned a torch.Tensor, not a list .*Fix: return a Python list of "
+                                             r"ints: e.g. labels.tolist\(\)"):
+        check_build_labels(as_tensor, tokenizer)
+
+
+@pytest.mark.slow
+def test_build_labels_inverted_mask_names_prompt_and_reply(tokenizer):
+    with pytest.raises(TodoCheckError) as err:
+        check_build_labels(lambda ids, mask: [-100 if m else i for i, m in zip(ids, mask)], tokenizer)
+    message = str(err.value)
+    assert "your labels train the prompt (the system turn at tokens 0-20" in message
+    assert "and mask the reply: -100 on the assistant's tokens" in message and "your mask is inverted" in message
+
+
+@pytest.mark.slow
+def test_generate_answers_bf16_model_is_compared_in_float32(model_and_tokenizer, capsys):
+    model, tokenizer = model_and_tokenizer
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    before = {k: v.clone() for k, v in half.state_dict().items()}
+    check_generate_answers(_generate, half, tokenizer)
+    assert "compared in float32 on a float32 copy of your bfloat16 model" in capsys.readouterr().out
+    assert half.dtype == torch.bfloat16
+    assert all(torch.equal(before[k], v) for k, v in half.state_dict().items())  # the student's model is untouched

@@ -168,7 +168,7 @@ def test_catches_one_example_per_row():
             rows.append(row)
         return rows
 
-    with pytest.raises(TodoCheckError, match=r"made 6 rows; greedy first-fit needs only 3"):
+    with pytest.raises(TodoCheckError, match=r"made 6 rows; greedy packing \(first-fit or best-fit\) needs only 3"):
         check_pack_examples(unpacked)
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from labhelpers import data
 from labhelpers.behaviour import follows_house_format
-from labhelpers.bundled_data import generate
 from labhelpers.data import (BUNDLED_DIR, ConversationFormatError, DatasetFileError, load_chat_dataset,
                              validate_conversations)
+from tools import generate_data as generate
 
 
 def read(split: str) -> list[dict]:

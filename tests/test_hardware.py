@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 
 import pytest
@@ -11,15 +12,14 @@ import transformers
 from trl import SFTConfig
 
 from labhelpers import hardware
+from labhelpers.batching import COMMON_BATCH_CONFIGS, BatchPlan, batch_plan_table, effective_batch
 from labhelpers.hardware import (
-    COMMON_BATCH_CONFIGS,
     PROFILES,
-    BatchPlan,
+    REFERENCE_RUN_SETTINGS,
+    LessonSizes,
     Recipe,
     RunSizes,
-    batch_plan_table,
     detect_recipe,
-    effective_batch,
     recipe_for,
 )
 
@@ -32,8 +32,8 @@ def _no_env_profile(monkeypatch):
     monkeypatch.delenv("LAB_PROFILE", raising=False)
 
 
-def fake_gpu(monkeypatch, name: str, cc: tuple[int, int], total_bytes: int, flash: bool = False) -> None:
-    """Make torch.cuda report one GPU (and flash_attn importable or not) without touching a real device."""
+def fake_gpu(monkeypatch, name: str, cc: tuple[int, int], total_bytes: int, flash: str | None = None) -> None:
+    """Make torch.cuda report one GPU (and ``flash``: 'flash_attn', 'kernels' or None importable) without a real device."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: cc)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
@@ -41,8 +41,8 @@ def fake_gpu(monkeypatch, name: str, cc: tuple[int, int], total_bytes: int, flas
     real_find_spec = hardware.importlib.util.find_spec
 
     def find_spec(mod, *a, **k):
-        if mod == "flash_attn":
-            return object() if flash else None
+        if mod in ("flash_attn", "kernels"):
+            return object() if mod == flash else None
         return real_find_spec(mod, *a, **k)
 
     monkeypatch.setattr(hardware.importlib.util, "find_spec", find_spec)
@@ -57,12 +57,15 @@ def assert_consistent(r: Recipe) -> None:
     assert not (r.fp16 and r.torch_dtype == torch.float16), "fp16 weights with fp16 AMP: 'unscale FP16 gradients'"
     assert not (r.fp16 and r.bf16)
     names = [k for k, _ in r.reasons]
-    expected = ["hardware", "profile", "torch_dtype", "attn_implementation", "fp16", "bf16", "use_cpu"]
-    expected += [f.name for f in dataclasses.fields(RunSizes)]
+    expected = ["hardware", "profile", "torch_dtype", "attn_implementation", "fp16", "bf16", "use_cpu", "packing",
+                "train_sampling_strategy"]
+    expected += [f.name for f in dataclasses.fields(RunSizes)] + [f.name for f in dataclasses.fields(LessonSizes)]
     assert sorted(names) == sorted(expected) and len(names) == len(set(names))
     assert all(why.strip() for _, why in r.reasons)
     assert set(r.sft_config_kwargs()) <= SFT_FIELDS
     assert "model_init_kwargs" not in r.sft_config_kwargs()
+    assert r.torch_dtype == torch.float32, "fp32 master weights in every recipe (AMP autocasts the matmuls)"
+    assert r.packing == (r.attn_implementation == "flash_attention_2"), "padding-free packing needs a varlen kernel"
 
 
 # ----------------------------------------------------------------------------------------------- device rules
@@ -79,7 +82,7 @@ def test_cpu_recipe(monkeypatch):
 
 
 def test_t4_recipe(monkeypatch):
-    fake_gpu(monkeypatch, "Tesla T4", (7, 5), 15 * GB, flash=True)  # flash_attn installed is irrelevant at cc 7.5
+    fake_gpu(monkeypatch, "Tesla T4", (7, 5), 15 * GB, flash="flash_attn")  # flash_attn installed is irrelevant at cc 7.5
     r = detect_recipe()
     assert (r.hardware, r.profile, r.device_name) == ("t4", "colab", "Tesla T4")
     assert r.torch_dtype == torch.float32
@@ -104,17 +107,21 @@ def test_other_old_card_is_cuda_old(monkeypatch):
     ("NVIDIA A100-SXM4-80GB", (8, 0), 80 * GB),
     ("NVIDIA H100 80GB HBM3", (9, 0), 80 * GB),
 ])
-@pytest.mark.parametrize("flash", [True, False])
+@pytest.mark.parametrize("flash", ["flash_attn", "kernels", None])
 def test_ampere_recipes(monkeypatch, name, cc, mem, flash):
     fake_gpu(monkeypatch, name, cc, mem, flash=flash)
     r = detect_recipe()
     assert (r.hardware, r.profile, r.device_name) == ("ampere", "colab", name)
-    assert r.torch_dtype == torch.bfloat16 and r.bf16 and not r.fp16 and not r.use_cpu
+    assert r.torch_dtype == torch.float32 and r.bf16 and not r.fp16 and not r.use_cpu
+    why = dict(r.reasons)
+    assert "rounds away" in why["torch_dtype"]
     if flash:
-        assert r.attn_implementation == "flash_attention_2"
+        assert r.attn_implementation == "flash_attention_2" and r.packing
+        assert flash in why["attn_implementation"]
     else:
-        assert r.attn_implementation == "sdpa"
-        assert "flash_attn is not installed" in dict(r.reasons)["attn_implementation"]
+        assert r.attn_implementation == "sdpa" and not r.packing
+        assert r.train_sampling_strategy == "group_by_length"
+        assert "neither flash_attn nor kernels is installed" in why["attn_implementation"]
     s = r.sizes
     assert (s.per_device_train_batch_size, s.gradient_accumulation_steps, s.gradient_checkpointing) == (16, 1, False)
     assert_consistent(r)
@@ -141,11 +148,46 @@ def test_profile_values_exact():
     ci = recipe_for("cpu", "ci").sizes
     assert dataclasses.astuple(ci) == (80, 16, 1.0, 20, 256, 4, 8, 1, 1e-4, 0.1, "cosine", 5, 1, 10, False)
     colab = recipe_for("t4", "colab", total_memory_gib=15.0).sizes
-    assert dataclasses.astuple(colab) == (500, 50, 3.0, -1, 512, 4, 8, 4, 2e-5, 0.1, "cosine", 25, 5, 50, True)
+    assert dataclasses.astuple(colab) == (500, 50, 3.0, -1, 512, 4, 8, 4, 2e-5, 0.1, "cosine", 0.125, 0.02, 0.125, True)
     colab_a100 = recipe_for("ampere", "colab", total_memory_gib=40.0).sizes
-    assert dataclasses.astuple(colab_a100) == (500, 50, 3.0, -1, 512, 16, 32, 1, 2e-5, 0.1, "cosine", 25, 5, 50, False)
+    assert dataclasses.astuple(colab_a100) == (500, 50, 3.0, -1, 512, 16, 32, 1, 2e-5, 0.1, "cosine", 0.125, 0.02, 0.125, False)
     full = recipe_for("ampere", "full", total_memory_gib=80.0).sizes
-    assert dataclasses.astuple(full) == (None, 500, 3.0, -1, 1024, 16, 32, 2, 2e-5, 0.1, "cosine", 100, 10, 200, False)
+    assert dataclasses.astuple(full) == (None, 500, 3.0, -1, 1024, 16, 32, 2, 2e-5, 0.1, "cosine", 0.1, 0.01, 0.1, False)
+
+
+@pytest.mark.parametrize("hw,mem", [("cpu", None), ("t4", 15.0), ("ampere", 80.0)])
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_has_at_least_six_eval_points_after_packing(hw, mem, profile):
+    """Eval cadence follows the trainer's own step count: a ratio survives packing, a fixed count of steps may not."""
+    r = recipe_for(hw, profile, total_memory_gib=mem)
+    for total in (r.plan().total_steps or 10_000, 30, 12):  # unpacked count, and packed runs of fewer steps
+        if r.sizes.max_steps > 0:
+            total = r.sizes.max_steps  # a fixed-step run keeps its length whatever packing does
+        every = r.sizes.eval_steps if r.sizes.eval_steps >= 1 else math.ceil(total * r.sizes.eval_steps)
+        assert total // every >= 4 if profile == "ci" else total // every >= 6, (profile, total, every)
+
+
+def test_reference_config_is_the_recipe_plus_the_named_settings(tmp_path):
+    r = recipe_for("cpu", "ci")
+    cfg = r.reference_config(tmp_path)
+    for key, value in {**r.sft_config_kwargs(), **REFERENCE_RUN_SETTINGS}.items():
+        if key == "report_to":  # "none" is stored as []
+            continue
+        got = getattr(cfg, key)
+        assert (got.value if hasattr(got, "value") else got) == value, key
+    assert r.sft_config(tmp_path, max_steps=3).max_steps == 3
+    with pytest.raises(ValueError, match="did you mean 'learning_rate'"):
+        r.sft_config(tmp_path, learning_rat=1e-4)
+    with pytest.raises(ValueError, match="max_length"):
+        r.sft_config(tmp_path, max_seq_length=512)
+
+
+def test_lesson_sizes_are_owned_by_the_recipe():
+    ci, colab = recipe_for("cpu", "ci").lesson, recipe_for("t4", "colab", total_memory_gib=15.0).lesson
+    assert ci.n_heldout_prompts >= 20 and colab.n_heldout_prompts >= 20
+    assert colab.loop_micro_batch_size == 4 and colab.compare_max_length == 512
+    for f in dataclasses.fields(LessonSizes):
+        assert len(f.metadata.get("help", "")) > 20, f.name
 
 
 def test_every_runsizes_field_has_help():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+import torch
 from transformers import LlamaConfig
 
-from labhelpers.hardware import estimate_memory as reexported
 from labhelpers.hardware import recipe_for
 from labhelpers.memory import GIB, estimate_memory
 
@@ -17,10 +19,6 @@ SMOLLM2 = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hi
 
 def cpu(batch: int, length: int, **more):
     return recipe_for("cpu", "ci").with_sizes(per_device_train_batch_size=batch, max_length=length, **more)
-
-
-def test_reexported_from_hardware():
-    assert reexported is estimate_memory
 
 
 def test_tiny_config_exact_bytes():
@@ -54,9 +52,12 @@ def test_levers_lower_the_estimate():
 def test_half_precision_recipes():
     cfg = LlamaConfig(**SMOLLM2)
     t4 = estimate_memory(cfg, recipe_for("t4", "colab", total_memory_gib=15.0))
-    bf16 = estimate_memory(cfg, recipe_for("ampere", "colab", total_memory_gib=80.0))
+    a100 = recipe_for("ampere", "colab", total_memory_gib=80.0)
+    bf16_amp = estimate_memory(cfg, a100)
+    pure_bf16 = estimate_memory(cfg, dataclasses.replace(a100, torch_dtype=torch.bfloat16))  # bf16 weights: what the recipe no longer does
     assert t4.setup.amp and t4.weights == 134_515_008 * 4 + (134_515_008 - 576 * 61) * 2
-    assert not bf16.setup.amp and bf16.optimizer_states == 134_515_008 * 4  # bf16 moments, no fp32 master copy
+    assert bf16_amp.setup.amp and bf16_amp.weights == t4.weights  # fp32 master weights + a bf16 compute copy
+    assert not pure_bf16.setup.amp and pure_bf16.optimizer_states == 134_515_008 * 4  # bf16 moments, no master copy
     assert "fp32 weights + AMP" in str(t4) and "GiB" in str(t4)
 
 

@@ -1,7 +1,8 @@
-"""Tests for labhelpers.nbtools: markers, stubs, dependency tags, cleaning, build/check/clean and nbval end to end."""
+"""Tests for tools.nbtools: markers, stubs, dependency tags, cleaning, build/check/clean and nbval end to end."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -13,8 +14,8 @@ import pytest
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from labhelpers import nbtools
-from labhelpers.nbtools import NotebookMarkerError
+from tools import nbtools
+from tools.nbtools import NotebookMarkerError
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 SOL = "solutions/01_demo.ipynb"
@@ -91,9 +92,16 @@ def test_default_hint_without_todo_comment():
     assert nbtools.stub_solutions(todo("y = 1", hint=None)) == 'raise NotImplementedError("TODO: fill in this cell")'
 
 
-def test_hint_from_nearest_todo_above_other_comments():
-    source = "# TODO: mask the prompt\n# labels are -100 there\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION"
-    assert nbtools.stub_solutions(source).endswith('raise NotImplementedError("TODO: mask the prompt")')
+def test_hint_is_the_whole_todo_comment_joined_across_lines():
+    source = ("# setup notes, not the hint\n# TODO: mask the prompt (labels are -100\n#   there; the reply keeps its ids)\n"
+              "### BEGIN SOLUTION\nx = 1\n### END SOLUTION")
+    assert nbtools.stub_solutions(source).endswith(
+        'raise NotImplementedError("TODO: mask the prompt (labels are -100 there; the reply keeps its ids)")')
+
+
+def test_hint_stops_at_an_empty_comment_line():
+    source = "# TODO: mask the prompt.\n#\n# (an aside for later)\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION"
+    assert nbtools.stub_solutions(source).endswith('raise NotImplementedError("TODO: mask the prompt.")')
 
 
 def test_todo_separated_by_code_is_not_the_hint():
@@ -177,9 +185,15 @@ def test_reassignment_inside_a_function_does_not_clear():
     assert deps(todo("y = 1"), "def f():\n    y = 2\n    return y", "print(y)") == {2: ["y"]}
 
 
-def test_names_assigned_anywhere_in_the_todo_cell_go_missing():
+def test_names_bound_before_the_solution_region_stay_defined():
     source = "import numpy as np\nfor i in range(2):\n    pass\nwith open('f') as fh:\n    pass\n" + todo("(n := 2)")
-    assert deps(source, "print(np, i, fh, n)") == {1: ["fh", "i", "n", "np"]}
+    assert deps(source, "print(np, i, fh, n)") == {1: ["n"]}
+    assert deps(source + "\nafter = 1", "print(after)") == {1: ["after"]}  # the stub stops the rest of the cell
+
+
+def test_todo_inside_a_function_makes_the_function_missing():
+    source = "import math\ndef area(r):\n" + todo("return math.pi * r ** 2", indent="    ")
+    assert deps(source, "print(math.pi)", "print(area(2))") == {2: ["area"]}
 
 
 def test_imports_in_todo_and_reimport_clears():
@@ -233,19 +247,27 @@ def test_student_cells_tags_and_comments():
     imports, todo_cell, dependent, independent = body(nb)
     assert tags(imports) == [] and tags(independent) == []
     assert tags(todo_cell) == ["raises-exception"]
-    assert todo_cell.source == '# TODO: compute the area\nraise NotImplementedError("TODO: compute the area")'
+    assert todo_cell.source == (  # no `from labhelpers.checks import ...` above: the guard's import goes here
+        'from labhelpers.checks import require_todo\n# TODO: compute the area\n'
+        'raise NotImplementedError("TODO: compute the area")')
     assert tags(dependent) == ["raises-exception"]
-    assert dependent.source == "# (runs after you finish the TODO above: it uses area)\nprint(area)"
+    assert dependent.source == (
+        '# (runs after you finish the TODO above: it uses area)\nrequire_todo("area")\nprint(area)')
 
 
 def test_notice_cell_first():
     nb = student(code("x = 1"))
     notice = nb.cells[0]
     assert notice.cell_type == "markdown" and tags(notice) == ["generated-notice"]
-    assert notice.source == (
-        "> **Generated from `solutions/01_demo.ipynb` by `python -m labhelpers.nbtools build` — do not edit; "
-        "edit the solution and rebuild.**"
-    )
+    assert notice.source == "> **This notebook has no TODO:** run the cells in order and read along."
+    assert nb.metadata["labhelpers"] == {"generated": "generated from solutions/01_demo.ipynb by `python -m "
+                                         "tools.nbtools build`: do not edit; edit the solution and rebuild"}
+    notice = student(code(todo("x = 1"), "solution")).cells[0]
+    for words in ("Fill in the code cells marked `TODO`", "Run the check cell right after each TODO",
+                  "exactly what is wrong", "the hint in the `# TODO:` comment", '"Check your understanding"'):
+        assert words in notice.source
+    for maintainer_words in ("do not edit", "Generated", "solutions/", "nbtools"):
+        assert maintainer_words not in notice.source
 
 
 def test_parameters_cell_kept_as_is():
@@ -260,7 +282,9 @@ def test_solution_only_dropped_and_its_names_go_missing():
         new_markdown_cell("only for me", metadata={"tags": ["solution-only"]}),
         code("print(secret)"),
     )
-    assert [c.source for c in body(nb)] == ["# (runs after you finish the TODO above: it uses secret)\nprint(secret)"]
+    assert [c.source for c in body(nb)] == [
+        "from labhelpers.checks import require_todo\n"
+        '# (runs after you finish the TODO above: it uses secret)\nrequire_todo("secret")\nprint(secret)']
 
 
 def test_outputs_counts_and_metadata_stripped():
@@ -270,7 +294,8 @@ def test_outputs_counts_and_metadata_stripped():
     nb = notebook(cell, cell2)
     nb.metadata.update({"widgets": {"x": 1}, "language_info": {"name": "python", "version": "3.11.9"}})
     out = nbtools.to_student(nb, SOL)
-    assert dict(out.metadata) == {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    assert set(out.metadata) == {"kernelspec", "language_info", "labhelpers"}
+    assert out.metadata["kernelspec"] == KERNELSPEC and out.metadata["language_info"] == {"name": "python"}
     assert (out.nbformat, out.nbformat_minor) == (4, 5)
     first, second = body(out)
     assert first.outputs == [] and first.execution_count is None and dict(first.metadata) == {"tags": ["keep-me"]}
@@ -350,7 +375,7 @@ def test_check_detects_unclean_solution(repo):
     nb.cells[0].execution_count = 1
     save(nb, path)
     assert nbtools.check() == [
-        "solutions/01_demo.ipynb: has outputs or execution counts (run `python -m labhelpers.nbtools clean`)"
+        "solutions/01_demo.ipynb: has outputs or execution counts (run `python -m tools.nbtools clean`)"
     ]
 
 
@@ -387,7 +412,7 @@ def test_clean_solutions_in_place(repo):
 def test_main_exit_codes_and_messages(repo, capsys):
     assert nbtools.main(["check"]) == 1
     assert (
-        "fix: run `python -m labhelpers.nbtools clean` then `python -m labhelpers.nbtools build`"
+        "fix: run `python -m tools.nbtools clean` then `python -m tools.nbtools build`"
         in capsys.readouterr().err
     )
     assert nbtools.main(["build"]) == 0
@@ -399,7 +424,7 @@ def test_main_exit_codes_and_messages(repo, capsys):
 def test_module_runs_as_script(repo):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     run = subprocess.run(
-        [sys.executable, "-m", "labhelpers.nbtools", "build", "--notebooks", "out"],
+        [sys.executable, "-m", "tools.nbtools", "build", "--notebooks", "out"],
         capture_output=True,
         text=True,
         env=env,
@@ -461,3 +486,177 @@ def test_nbval_raises_exception_tag_tolerates_but_does_not_require_an_error(tmp_
     )
     result = run_nbval(save(nb, tmp_path / "tags" / "tags.ipynb"))
     assert result.returncode == 0 and "3 passed" in result.stdout, result.stdout
+
+
+# --- guards, dependency comments and hints on toy and real notebooks ---------------------------------------------
+
+
+def test_guard_goes_above_the_first_statement_that_needs_the_todo():
+    nb = student(
+        code("from labhelpers.checks import check_area\nimport math"),
+        code(todo("area = math.pi * 4"), "solution"),
+        code("log = {}\nn = 3\nfor k in range(n):\n    log[k] = area * k"),
+        code("print(n)"),
+        code("print(log)"),
+    )
+    imports, _, loop, uses_n, uses_log = body(nb)
+    assert imports.source == "from labhelpers.checks import check_area, require_todo\nimport math"
+    assert loop.source == ('# (runs after you finish the TODO above: it uses area)\nlog = {}\nn = 3\n'
+                           'require_todo("area")\nfor k in range(n):\n    log[k] = area * k')
+    assert tags(uses_n) == [] and uses_n.source == "print(n)"  # n was bound above the guard
+    # `log` exists but was only half filled: it depends on the TODO like a name the TODO binds
+    assert uses_log.source == '# (runs after you finish the TODO above: it uses log)\nrequire_todo("area")\nprint(log)'
+
+
+def test_names_the_cell_binds_before_reading_are_not_listed():
+    nb = student(
+        code(todo("def build(x):\n    return x"), "solution"),
+        code("for name, batch in pairs:\n    keep = batch[name]\n    enc = build(keep)\n    print(enc, keep, name)"),
+    )
+    assert body(nb)[1].source.splitlines()[0] == "# (runs after you finish the TODO above: it uses build)"
+
+
+def test_multi_line_checks_import_gets_its_own_guard_import_line():
+    nb = student(code("from labhelpers.checks import (\n    check_area,\n)"), code(todo("area = 1"), "solution"),
+                 code("print(area)"))
+    assert body(nb)[0].source == "from labhelpers.checks import (\n    check_area,\n)\n" + nbtools.GUARD_IMPORT
+
+
+def run_cells(nb: NotebookNode, namespace: dict) -> list[str]:
+    """Run a student copy's code cells in order like a kernel would, stopping nowhere; the error of each cell."""
+    errors = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            exec(cell.source, namespace)
+            errors.append("")
+        except Exception as err:  # noqa: BLE001  # a notebook shows any error and goes on
+            errors.append(f"{type(err).__name__}: {err}")
+    return errors
+
+
+def test_guards_stop_dependent_cells_with_one_clear_line_until_the_todo_is_done():
+    sol = notebook(
+        code("from labhelpers.checks import passed"),
+        code("def pack(xs):\n    # TODO: sort them\n    ### BEGIN SOLUTION\n    return sorted(xs)\n    ### END SOLUTION",
+             "solution"),
+        code("table = {}\nfor n in (1, 2):\n    table[n] = pack([n, 0])"),
+        code("packed = pack([3, 1, 2])"),
+        code("passed(f'{packed} {table}')"),
+    )
+    nb = nbtools.to_student(sol, SOL)
+    errors = run_cells(nb, {})
+    guard_error = ("TodoNotDoneError: run the TODO above first: pack is not implemented yet (its code still has "
+                   "the TODO's raise NotImplementedError line). Fix: fill in the TODO, run its cell and its check, then the cells below it "
+                   "in order")
+    assert errors == ["", "", guard_error, guard_error, guard_error]  # not KeyError: 1 nor NameError: 'packed'
+    done = copy.deepcopy(nb)
+    done.cells[2].source = "def pack(xs):\n    return sorted(xs)"  # the student fills the TODO in
+    assert run_cells(done, {}) == ["", "", "", "", ""]
+
+
+def test_guard_names_a_missing_top_level_todo_name():
+    nb = student(code("from labhelpers.checks import passed"),
+                 code("# TODO: make the config\n### BEGIN SOLUTION\nconfig = {}\n### END SOLUTION", "solution"),
+                 code("print(config)"))
+    errors = run_cells(nb, {})
+    assert errors[1].startswith("NotImplementedError: TODO: make the config")
+    assert errors[2].startswith("TodoNotDoneError: run the TODO above first (it defines `config`)")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_student(name: str) -> NotebookNode:
+    path = REPO / "solutions" / f"{name}.ipynb"
+    return nbtools.to_student(nbtools.read_notebook(path), f"solutions/{name}.ipynb", path)
+
+
+def cell_with(nb: NotebookNode, text: str) -> NotebookNode:
+    """The one code cell whose source contains `text` (real notebooks change; indexes would break)."""
+    (cell,) = [c for c in nb.cells if c.cell_type == "code" and text in c.source]
+    return cell
+
+
+def note(cell: NotebookNode) -> str | None:
+    first = cell.source.splitlines()[0]
+    return first if first.startswith("# (runs after") else None
+
+
+def test_real_04_dependency_comments():
+    nb = real_student("04_loss_masking")
+    for independent in ("pick = [i for i, n in enumerate(lengths)", "trainer_a, batch_a = collated(text_rows)",
+                        "trainer_b, batch_b = collated(demo_rows)"):  # they run fine before the TODO
+        cell = cell_with(nb, independent)
+        assert note(cell) is None and "raises-exception" not in tags(cell) and "require_todo" not in cell.source
+    agree = cell_with(nb, "agree += build_labels(")
+    assert note(agree) == "# (runs after you finish the TODO above: it uses build_labels)"  # not enc, i, keep, name
+    metrics = cell_with(nb, '"trained_share_single_turn"')
+    assert note(metrics) == "# (runs after you finish the TODO above: it uses shares)"
+    assert 'require_todo("build_labels")' in metrics.source.splitlines()
+    shares = cell_with(nb, "shares[name] =")
+    lines = shares.source.splitlines()
+    assert lines.index('require_todo("build_labels")') == lines.index("shares = {}") + 1  # n_turns etc. still run
+
+
+def test_real_05_and_11_dependency_comments():
+    packing = real_student("05_packing")
+    final = cell_with(packing, "save_metrics(RUN, \"packing\"")
+    assert note(final) == "# (runs after you finish the TODO above: it uses packed, table, waste)"
+    assert 'require_todo("pack_examples")' in final.source.splitlines()
+    loop = cell_with(real_student("11_custom_accelerate_loop"), "for mb in group:")
+    assert note(loop) == "# (runs after you finish the TODO above: it uses masked_lm_loss)"  # not mb
+
+
+def test_every_real_dependent_cell_is_tagged_guarded_and_lists_only_used_names():
+    for path in sorted((REPO / "solutions").glob("*.ipynb")):
+        nb = real_student(path.stem)
+        for cell in nb.cells:
+            if cell.cell_type != "code" or note(cell) is None:
+                continue
+            assert "raises-exception" in tags(cell)
+            assert any(line.startswith("require_todo(") for line in cell.source.splitlines()), cell.source
+            listed = note(cell).split("it uses ")[1].rstrip(")").split(", ")
+            read = nbtools.names_read(nbtools.parse_cell(cell.source))
+            assert set(listed) <= set(read), (path.name, listed)
+
+
+def test_real_hints_are_the_whole_todo_comment():
+    for path in sorted((REPO / "solutions").glob("*.ipynb")):
+        solution = nbtools.read_notebook(path)
+        for cell in solution.cells:
+            if nbtools.TAG_SOLUTION not in nbtools.cell_tags(cell):
+                continue
+            lines = cell.source.splitlines()
+            for begin, _ in nbtools.find_regions(cell.source):
+                hint = nbtools.todo_hint(lines, begin)
+                comment = " ".join(line.strip().lstrip("#").strip() for line in lines[:begin]
+                                   if line.strip().startswith("#"))
+                assert hint in comment.replace("TODO: ", ""), (path.name, hint)
+                assert hint.count("(") == hint.count(")") and hint.count("[") == hint.count("]"), (path.name, hint)
+                assert not hint.endswith((",", ";", ":", "(", " -")), (path.name, hint)
+        if path.stem == "05_packing":
+            stub = cell_with(nbtools.to_student(solution, "solutions/05_packing.ipynb"), "raise NotImplementedError")
+            assert "(best fit: the fullest such row; first fit: the first one) or to a new row;" in stub.source
+
+
+def test_colab_cells_are_written_from_pyproject_and_stale_ones_are_caught(repo):
+    """The install cell is generated from pyproject.toml's versions: clean writes it, check flags a stale copy."""
+    from nbformat.v4 import new_markdown_cell
+
+    from tools import colab
+
+    stale_install = "# Install cell: old\n!pip install transformers==4.0"
+    sol = notebook(new_markdown_cell("[![Open In Colab](old-url)]\n\n# 01 · Demo"), code(stale_install), code("x = 1"))
+    save(sol, repo / "solutions" / "01_demo.ipynb")
+    nbtools.build()
+    assert any("install cell is not what pyproject.toml's versions give" in p for p in nbtools.check())
+    nbtools.clean()
+    cleaned = nbtools.read_notebook(repo / "solutions" / "01_demo.ipynb")
+    assert cleaned.cells[1].source == colab.install_cell_source()
+    assert cleaned.cells[0].source == colab.badge_markdown("notebooks/01_demo.ipynb") + "\n\n# 01 · Demo"
+    nbtools.build()
+    assert nbtools.check() == []
+    plain = notebook(code("x = 1"), code("y = 2"))  # a notebook without Colab cells is left as it is
+    assert nbtools.with_colab_cells(plain, "01_demo") == plain

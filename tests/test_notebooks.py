@@ -13,8 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labhelpers import colab, nbtools
-from labhelpers.series import execute
+from tools import colab, nbtools
+from tools.series import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
@@ -31,7 +31,7 @@ def test_series_is_complete_and_ordered():
 
 def test_student_notebooks_are_generated_and_in_sync():
     problems = nbtools.check(ROOT / "solutions", ROOT / "notebooks")
-    assert problems == [], "\n".join(problems) + "\nrun: python -m labhelpers.nbtools clean && python -m labhelpers.nbtools build"
+    assert problems == [], "\n".join(problems) + "\nrun: python -m tools.nbtools clean && python -m tools.nbtools build"
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
@@ -99,13 +99,23 @@ def test_notebooks_use_only_current_api():
 
 # ---------------------------------------------------------------------------------------------- papermill
 TIMINGS: dict[str, float] = {}
+# Students open notebooks in any order. 09 runs before 06 here: it finds no tuned model and trains the reference run
+# (recipe.reference_config); 06 must then resume that finished run (same configuration fingerprint) instead of
+# refusing it or training again, and 07 reads its curves. One training run serves the whole series.
+OUT_OF_ORDER = ["01", "02", "03", "04", "05", "09", "06", "07", "08", "10", "11"]
+PAPERMILL_ORDER = sorted(SOLUTIONS, key=lambda p: OUT_OF_ORDER.index(p.name[:2]))
+
+
+def test_out_of_order_pass_covers_the_series():
+    assert sorted(OUT_OF_ORDER) == EXPECTED_SERIES
+    assert OUT_OF_ORDER.index("09") < OUT_OF_ORDER.index("06") < OUT_OF_ORDER.index("07")
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("lane_snapshot")
-@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", PAPERMILL_ORDER, ids=lambda p: p.stem)
 def test_solution_executes_with_papermill(path):
-    """Execute each solution in the ci profile, in series order, sharing one run folder like ./lab.sh run."""
+    """Execute each solution in the ci profile, out of series order (09 before 06), sharing one run folder."""
     run = Path(os.environ["LAB_RUN_DIR"])
     out = run / "executed" / path.name
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -113,9 +123,17 @@ def test_solution_executes_with_papermill(path):
     nb = nbformat.read(out, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []
+    if path.name.startswith("06"):  # after 09's reference run: 06 resumed it, no second run
+        checkpoints = sorted(p.name for p in (run / "sft").glob("checkpoint-*"))
+        assert "resuming from" in _stdout(nb), f"notebook 06 trained again instead of resuming 09's run ({checkpoints})"
     (run / "metrics").mkdir(exist_ok=True)
     (run / "metrics" / "papermill_timings.json").write_text(json.dumps(TIMINGS, indent=2))
     print(f"{path.stem}: {TIMINGS[path.stem]:.1f} s (total so far {sum(TIMINGS.values()):.1f} s)")
+
+
+def _stdout(nb: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                   if o.output_type == "stream")
 
 
 # ------------------------------------------------------------------------------------------ stays in its lane
@@ -167,8 +185,8 @@ def test_series_stayed_in_its_lane():
 
 @pytest.mark.slow
 def test_series_command_executes_into_the_run_folder_and_summarises(tmp_path, capsys):
-    """``./lab.sh run`` is ``python -m labhelpers.series run``: executed notebooks, timings and a summary."""
-    from labhelpers import series
+    """``./lab.sh run`` is ``python -m tools.series run``: executed notebooks, timings and a summary."""
+    from tools import series
 
     series.main(["run", "--profile", "ci", "--run-dir", str(tmp_path), "--only", "01"])
     out = capsys.readouterr().out

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import torch
 
 from labhelpers.behaviour import house_format_rate
 from labhelpers.compare import new_token_counts
+from labhelpers.generation import generate_replies
 from labhelpers.sanity.report import Finding, SanityReport
 
 
@@ -29,36 +29,6 @@ def is_degenerate(text: str, threshold: float = 0.5) -> bool:
     (True, False)
     """
     return repeated_ngram_share(text) >= threshold
-
-
-def _as_messages(prompt: Any) -> list[dict[str, str]]:
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-
-
-def generate_replies(model: Any, tokenizer: Any, prompts: Sequence[Any], max_new_tokens: int = 64,
-                     batch_size: int = 8) -> tuple[list[str], list[bool]]:
-    """Greedy replies (left padding, batched) and whether each one hit ``max_new_tokens`` without stopping."""
-    side, training = tokenizer.padding_side, model.training
-    tokenizer.padding_side = "left"
-    texts, hit = [], []
-    model.eval()
-    try:
-        for i in range(0, len(prompts), batch_size):
-            chunk = [tokenizer.apply_chat_template(_as_messages(p), add_generation_prompt=True, tokenize=False)
-                     for p in prompts[i : i + batch_size]]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            with torch.no_grad():
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
-            stops = model.generation_config.eos_token_id
-            stops = {stops} if isinstance(stops, int) else set(stops or [tokenizer.eos_token_id])
-            for row in out[:, enc["input_ids"].shape[1]:].tolist():
-                hit.append(not any(t in stops for t in row) and len(row) >= max_new_tokens)
-                texts.append(tokenizer.decode(row, skip_special_tokens=True))
-    finally:
-        tokenizer.padding_side = side
-        model.train(training)
-    return texts, hit
 
 
 def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs: Sequence[str] | None = None,

@@ -13,7 +13,7 @@ import copy
 import math
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -21,6 +21,9 @@ from labhelpers.sanity.monitor import SanityMonitor
 from labhelpers.sanity.postflight import generate_replies, postflight
 from labhelpers.sanity.preflight import collated_batches, preflight
 from labhelpers.sanity.report import Finding, SanityReport
+
+if TYPE_CHECKING:
+    from labhelpers.hardware import Recipe
 
 
 def _dataset(rows: Any, n: int | None = None) -> Any:
@@ -32,21 +35,18 @@ def _dataset(rows: Any, n: int | None = None) -> Any:
     return ds.select(range(min(n, len(ds)))) if n is not None else ds
 
 
-def build_trainer(model: Any, tokenizer: Any, train: Any, eval_rows: Any = None, recipe: Any = None,
+def build_trainer(model: Any, tokenizer: Any, train: Any, eval_rows: Any = None, recipe: Recipe | None = None,
                   output_dir: str | None = None, callbacks: Sequence[Any] = (), **overrides: Any) -> Any:
     """An SFTTrainer with the lab recipe and assistant-only loss; ``overrides`` replace SFTConfig fields."""
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     if recipe is None:
         from labhelpers.hardware import detect_recipe
 
         recipe = detect_recipe()
-    kw = recipe.sft_config_kwargs()
-    kw.update(assistant_only_loss=True, save_strategy="no", report_to="none")
-    if eval_rows is None:
-        kw["eval_strategy"] = "no"
-    kw.update(overrides)
-    args = SFTConfig(output_dir=output_dir or tempfile.mkdtemp(prefix="sanity-"), **kw)
+    no_eval = {} if eval_rows is not None else {"eval_strategy": "no"}
+    args = recipe.sft_config(output_dir or tempfile.mkdtemp(prefix="sanity-"), assistant_only_loss=True,
+                             save_strategy="no", report_to="none", **{**no_eval, **overrides})
     return SFTTrainer(model=model, args=args, train_dataset=_dataset(train),
                       eval_dataset=_dataset(eval_rows) if eval_rows is not None else None,
                       processing_class=tokenizer, callbacks=list(callbacks))
@@ -57,7 +57,7 @@ def _train_losses(trainer: Any) -> list[float]:
 
 
 def overfit_test(model: Any, tokenizer: Any, train: Any, n_examples: int = 20, steps: int = 50, lr: float = 1e-4,
-                 max_length: int = 256, batch_size: int = 4, min_drop: float = 0.5, recipe: Any = None) -> SanityReport:
+                 max_length: int = 256, batch_size: int = 4, min_drop: float = 0.5, recipe: Recipe | None = None) -> SanityReport:
     """Train a copy on ``n_examples`` for ``steps``: the loss must fall by at least ``min_drop`` (50%) or the setup is broken."""
     trainer = build_trainer(copy.deepcopy(model), tokenizer, _dataset(train, n_examples), recipe=recipe, max_steps=steps,
                             learning_rate=lr, max_length=max_length, per_device_train_batch_size=batch_size,
@@ -98,7 +98,7 @@ def suggest_lr(lrs: Sequence[float], losses: Sequence[float]) -> float:
 
 
 def lr_range_test(model: Any, tokenizer: Any, train: Any, min_lr: float = 1e-6, max_lr: float = 1e-2, steps: int = 30,
-                  max_length: int = 256, batch_size: int = 4, recipe: Any = None,
+                  max_length: int = 256, batch_size: int = 4, recipe: Recipe | None = None,
                   configured_lr: float | None = None) -> LRRangeResult:
     """Raise the LR exponentially from ``min_lr`` to ``max_lr`` over ``steps`` AdamW steps on a copy; stop on divergence."""
     work = copy.deepcopy(model)
@@ -157,7 +157,7 @@ class ProtocolResult:
 def run_protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts: Sequence[Any],
                  overfit_examples: int = 20, overfit_steps: int = 50, short_steps: int = 20, lr: float = 1e-4,
                  max_length: int = 256, batch_size: int = 4, max_new_tokens: int = 64, overfit_min_drop: float = 0.5,
-                 overfit_lr: float | None = None, recipe: Any = None) -> ProtocolResult:
+                 overfit_lr: float | None = None, recipe: Recipe | None = None) -> ProtocolResult:
     """Preflight, overfit ~20 examples, a short run with eval and monitor, sample generations → GO / NO-GO."""
     reports: dict[str, SanityReport] = {}
     base_texts, base_hit = generate_replies(model, tokenizer, prompts, max_new_tokens)

@@ -1,4 +1,4 @@
-"""Write the bundled sft-lab chat dataset: ``python -m labhelpers.bundled_data.generate``.
+"""Write the bundled sft-lab chat dataset: ``python -m tools.generate_data``.
 
 The rows copy the schema of ``HuggingFaceH4/no_robots`` (prompt, prompt_id, messages, category) so the
 notebooks run unchanged offline. Every assistant turn uses the lab's *house format*, a behaviour the base
@@ -30,7 +30,7 @@ N_TEST = 120  # rows in test.jsonl
 SYSTEM_SHARE = 0.25  # share of rows that open with a system prompt
 MULTI_TURN_SHARE = 0.25  # share of rows with 2-3 user/assistant exchanges
 HELD_OUT_SHARE_OF_TEST = 0.5  # share of test rows about topics never seen in train
-OUT_DIR = Path(__file__).resolve().parent
+OUT_DIR = Path(__file__).resolve().parents[1] / "labhelpers" / "bundled_data"
 
 # rows per category; test is train / 6
 CATEGORY_COUNTS = {

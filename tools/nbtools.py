@@ -1,11 +1,13 @@
 """Build the student notebooks (`notebooks/`) from the instructor notebooks (`solutions/`) and keep both clean.
 
-Usage: ``python -m labhelpers.nbtools build|check|clean [--solutions DIR] [--notebooks DIR]``.
+Usage: ``python -m tools.nbtools build|check|clean [--solutions DIR] [--notebooks DIR]``.
 
 Solution notebooks are the only source. In a code cell tagged ``solution``, each region between
 ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes ``raise NotImplementedError("TODO: <hint>")``
 at the BEGIN line's indent (nbgrader's convention; the hint is the ``# TODO:`` comment just above).
-Later cells that read names the TODO cell would have defined are tagged ``raises-exception`` so
+Later cells that read names the TODO cell would have defined get a comment naming them, a
+``require_todo(...)`` guard (from `labhelpers.checks`) right above their first statement that needs the
+TODO, so they stop with one clear line until it is done, and the ``raises-exception`` tag, so
 ``pytest --nbval notebooks/`` still passes on the untouched student copy. Markers are strict:
 every mistake raises `NotebookMarkerError` naming the notebook, the cell index and the line.
 """
@@ -20,6 +22,7 @@ import hashlib
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -32,19 +35,30 @@ TAG_SOLUTION = "solution"  # instructor tag: this code cell holds solution regio
 TAG_SOLUTION_ONLY = "solution-only"  # instructor tag: drop this cell from the student copy
 TAG_PARAMETERS = "parameters"  # papermill parameters: copied as is, never annotated
 TAG_RAISES = "raises-exception"  # nbval: an exception in this cell is tolerated (see README)
-TAG_NOTICE = "generated-notice"  # first cell of every generated notebook
+TAG_NOTICE = "generated-notice"  # first cell of every generated notebook: the note for students
+META_KEY = "labhelpers"  # notebook metadata of a generated copy: where it comes from, for maintainers
 DEFAULT_KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 DEPENDENT_NOTE = "# (runs after you finish the TODO above: it uses {names})"
+GUARD = "require_todo({names})"  # labhelpers.checks.require_todo: one clear line while the TODO is not done
+GUARD_IMPORT = "from labhelpers.checks import require_todo"
 NOTICE = (
-    "> **Generated from `{source}` by `python -m labhelpers.nbtools build` — do not edit; "
-    "edit the solution and rebuild.**"
+    "> **How to work through this notebook.** Fill in the code cells marked `TODO` (each one raises "
+    "`NotImplementedError` until you do). Run the check cell right after each TODO: it tells you what is right, or "
+    "exactly what is wrong and how to fix it. Cells further down that need your TODO stop with \"run the TODO above "
+    "first\" until it is done. Stuck? Read the hint in the `# TODO:` comment, then the answers under \"Check your "
+    "understanding\" at the end."
 )
-FIX_HINT = "run `python -m labhelpers.nbtools clean` then `python -m labhelpers.nbtools build`, and commit both folders"
+NOTICE_NO_TODO = "> **This notebook has no TODO:** run the cells in order and read along."
+GENERATED_NOTE = (
+    "generated from {source} by `python -m tools.nbtools build`: do not edit; edit the solution and rebuild"
+)
+FIX_HINT = "run `python -m tools.nbtools clean` then `python -m tools.nbtools build`, and commit both folders"
 
 _TODO_RE = re.compile(r"^\s*#\s*TODO:\s*(.*?)\s*$")
 _PY_LINE_MAGICS = frozenset({"time", "timeit", "prun"})  # line magics whose argument is Python code
 _PY_CELL_MAGICS = frozenset({"time", "timeit", "prun", "capture"})  # cell magics whose body is Python code
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
 
@@ -87,7 +101,7 @@ def find_regions(source: str, path: str | Path = "<notebook>", cell: int = 0) ->
     >>> find_regions("### END SOLUTION", "solutions/01_x.ipynb", 4)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    labhelpers.nbtools.NotebookMarkerError: solutions/01_x.ipynb: cell 4, line 1: '### END SOLUTION' without a BEGIN ...
+    tools.nbtools.NotebookMarkerError: solutions/01_x.ipynb: cell 4, line 1: '### END SOLUTION' without a BEGIN ...
     """
     regions: list[tuple[int, int]] = []
     begin: int | None = None
@@ -121,20 +135,29 @@ def find_regions(source: str, path: str | Path = "<notebook>", cell: int = 0) ->
 
 
 def todo_hint(lines: list[str], begin: int) -> str:
-    """Hint for the region opening at `begin`: the nearest `# TODO:` in the comment lines right above it.
+    """Hint for the region opening at `begin`: the whole `# TODO:` comment right above it, its continuation lines
+    joined (up to the BEGIN line or an empty `#` line), so the stub never cuts a sentence.
 
     >>> todo_hint(["# TODO: mask the prompt tokens", "# (labels are -100 there)", "### BEGIN SOLUTION"], 2)
-    'mask the prompt tokens'
+    'mask the prompt tokens (labels are -100 there)'
     >>> todo_hint(["# TODO: not this one", "x = 1", "### BEGIN SOLUTION"], 2)
     'fill in this cell'
     """
+    block: list[str] = []
     for line in reversed(lines[:begin]):
         if not line.strip().startswith("#") or marker_kind(line):
             break  # code, a blank line or the previous region's END ends the comment block
-        match = _TODO_RE.match(line)
-        if match:
-            return match.group(1) or DEFAULT_HINT
-    return DEFAULT_HINT
+        block.insert(0, line)
+    start = next((i for i in range(len(block) - 1, -1, -1) if _TODO_RE.match(block[i])), None)
+    if start is None:
+        return DEFAULT_HINT
+    words = [_TODO_RE.match(block[start]).group(1)]  # type: ignore[union-attr]  # matched just above
+    for line in block[start + 1:]:
+        text = line.strip().lstrip("#").strip()
+        if not text:
+            break  # an empty comment line ends the TODO's paragraph
+        words.append(text)
+    return " ".join(w for w in words if w) or DEFAULT_HINT
 
 
 def stub_line(indent: str, hint: str) -> str:
@@ -233,9 +256,12 @@ def _magic_code(node: ast.stmt) -> list[ast.stmt] | None:
     if len(args) < 2 or args[0] not in magics:
         return None
     try:
-        return ast.parse(args[-1]).body
+        inner = ast.parse(args[-1])
     except SyntaxError:  # e.g. `%timeit -n 3 f()`: the options make it unparsable; keep the opaque call
         return None
+    # line numbers in the cell: a line magic's code sits on its own line, a cell magic's body starts one line below
+    ast.increment_lineno(inner, node.lineno - (1 if func.attr == "run_line_magic" else 0))
+    return inner.body
 
 
 def parse_cell(source: str) -> ast.Module | None:
@@ -307,24 +333,92 @@ def bound_names(nodes: list[ast.stmt]) -> set[str]:
 
 
 class _FreeReads(ast.NodeVisitor):
-    """Names read from the cell's global scope, in order; names local to a function or comprehension are skipped."""
+    """Names read from the cell's global scope before the cell binds them, in execution order; names local to a
+    function, class body or comprehension are skipped."""
 
     def __init__(self) -> None:
         self.names: list[str] = []
         self.local: list[set[str]] = []
+        self.bound: set[str] = set()  # global names this code has bound so far
 
     def _read(self, name: str) -> None:
-        if not any(name in scope for scope in self.local) and name not in self.names:
+        if not any(name in scope for scope in self.local) and name not in self.bound and name not in self.names:
             self.names.append(name)
+
+    def _bind(self, names: set[str]) -> None:
+        if not self.local:  # inside a function the scope sets already hold its locals
+            self.bound |= names
+
+    def _store(self, target: ast.AST) -> None:
+        """Visit an assignment target: names are bound, subscripts and attributes read their roots first."""
+        if isinstance(target, ast.Name):
+            self._bind({target.id})
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self._store(element)
+        elif isinstance(target, ast.Starred):
+            self._store(target.value)
+        else:
+            self.visit(target)
 
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, (ast.Load, ast.Del)):  # `del x` fails too when x was never defined
             self._read(node.id)
+        else:
+            self._bind({node.id})
+
+    def visit_Assign(self, node: ast.Assign) -> None:  # the value runs before the targets are bound
+        self.visit(node.value)
+        for target in node.targets:
+            self._store(target)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self.visit(node.value)
+            self._store(node.target)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         if isinstance(node.target, ast.Name):  # `x += 1` reads x first
             self._read(node.target.id)
-        self.generic_visit(node)
+        else:
+            self.visit(node.target)
+        self.visit(node.value)
+        self._store(node.target)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        self._store(node.target)
+
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        self.visit(node.iter)
+        self._store(node.target)
+        for child in [*node.body, *node.orelse]:
+            self.visit(child)
+
+    visit_AsyncFor = visit_For  # type: ignore[assignment]
+
+    def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
+        for item in node.items:
+            self.visit(item.context_expr)
+            if item.optional_vars is not None:
+                self._store(item.optional_vars)
+        for child in node.body:
+            self.visit(child)
+
+    visit_AsyncWith = visit_With  # type: ignore[assignment]
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name:
+            self._bind({node.name})
+        for child in node.body:
+            self.visit(child)
+
+    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
+        self._bind(_alias_names(node))
+
+    visit_ImportFrom = visit_Import  # type: ignore[assignment]
 
     def _visit_scope(self, local: set[str], body: list[ast.AST]) -> None:
         self.local.append(local)
@@ -339,8 +433,15 @@ class _FreeReads(ast.NodeVisitor):
         params = {p.arg for p in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if p}
         declared = {n for stmt in ast.walk(node) if isinstance(stmt, ast.Global) for n in stmt.names}
         self._visit_scope((params | bound_names(node.body)) - declared, node.body)
+        self._bind({node.name})
 
     visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for outer in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
+            self.visit(outer)
+        self._visit_scope(bound_names(node.body), node.body)
+        self._bind({node.name})
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         a = node.args
@@ -357,58 +458,139 @@ class _FreeReads(ast.NodeVisitor):
 
 
 def names_read(tree: ast.AST) -> list[str]:
-    """Names `tree` reads from the notebook's namespace, in first-read order (attribute roots, decorators, bodies).
+    """Names `tree` reads from the notebook's namespace before binding them itself, in execution order (attribute
+    roots, decorators, function bodies; a loop variable or an earlier assignment is not a read).
 
     >>> source = "y = model.config.eos\\ndef f(a):\\n    b = a + scale\\n    return b\\ntotal += sum(k for k in ks)"
     >>> names_read(parse_cell(source))
     ['model', 'scale', 'total', 'sum', 'ks']
+    >>> names_read(parse_cell("for name, batch in pairs:\\n    keep = batch[name]\\n    show(keep, row)"))
+    ['pairs', 'show', 'row']
     """
     visitor = _FreeReads()
     visitor.visit(tree)
     return visitor.names
 
 
-def cell_step(tree: ast.Module | None, missing: frozenset[str]) -> tuple[list[str], frozenset[str]]:
-    """(missing names this cell reads, missing names after it): statement by statement, a rebinding clears a name.
+_MUTATORS = frozenset({"append", "extend", "insert", "update", "setdefault", "add", "pop", "popitem", "remove",
+                       "discard", "clear", "sort", "reverse"})
 
-    >>> cell_step(parse_cell("x = 1\\nprint(x)"), frozenset({"x"}))
-    ([], frozenset())
-    >>> cell_step(parse_cell("y = x + 1"), frozenset({"x"})) == (["x"], frozenset({"x", "y"}))
-    True
+
+def names_mutated(nodes: list[ast.stmt]) -> set[str]:
+    """Global names whose object `nodes` change in place: `x[k] = v`, `del x[k]`, `x[k] += v`, `x.append(v)`, ...
+
+    A cell that stops before such a line leaves the object incomplete (an empty dict, a short list), so later cells
+    reading it depend on the TODO as much as on a name it never bound. Function bodies are not looked into.
+    >>> sorted(names_mutated(parse_cell("shares[name] = 1\\nrows.append(2)\\nmodel.config.x = 3\\nprint(y)").body))
+    ['rows', 'shares']
     """
-    if tree is None:  # not Python: nothing we can say, so assume it neither reads nor binds
-        return [], missing
-    uses: list[str] = []
-    still = set(missing)
-    for stmt in tree.body:
-        uses += [name for name in names_read(stmt) if name in still and name not in uses]
-        if not uses:  # once the cell fails, nothing after that line runs or binds
-            still -= bound_names([stmt])
-    if uses:
-        return sorted(uses), missing | names_assigned(tree)
-    return [], frozenset(still)
+    out: set[str] = set()
+    stack: list[ast.AST] = list(nodes)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            if isinstance(node.value, ast.Name):
+                out.add(node.value.id)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _MUTATORS \
+                and isinstance(node.func.value, ast.Name):
+            out.add(node.func.value.id)
+        if not isinstance(node, _SCOPES):
+            stack += ast.iter_child_nodes(node)
+    return out
+
+
+def _first_line(stmt: ast.stmt) -> int:
+    """1-based first line of a statement, its decorators included."""
+    return min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))])
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """How one cell after a TODO depends on it."""
+
+    uses: list[str]  # the missing names the cell reads, sorted (its comment lists them)
+    needs: list[str]  # the TODO's own names behind them, in the TODO's order (its `require_todo` guard checks them)
+    line: int  # 1-based line of the first statement that needs the TODO: the guard goes right above it
+
+
+def _todo_effect(tree: ast.Module, regions: list[tuple[int, int]]) -> tuple[int, list[str]]:
+    """(index of the first top-level statement a solution region touches, the TODO's own names): the functions
+    and classes holding a region, else the names the region's statements bind. Regions are 0-based line pairs;
+    no regions (a solution-only cell) means the whole cell."""
+    body = tree.body
+    def touches(stmt: ast.stmt) -> bool:
+        last = stmt.end_lineno or stmt.lineno
+        return not regions or any(_first_line(stmt) - 1 <= end and last - 1 >= begin for begin, end in regions)
+
+    touched = [k for k, stmt in enumerate(body) if touches(stmt)]
+    if not touched:
+        return len(body), []
+    own: list[str] = []
+    for k in touched:
+        stmt = body[k]
+        found = [stmt.name] if isinstance(stmt, _DEFS) else sorted(bound_names([stmt]))  # type: ignore[union-attr]
+        own += [name for name in found if name not in own]
+    return touched[0], own
+
+
+def dependencies(sources: list[str], todo: set[int]) -> dict[int, Dependency]:
+    """{index: Dependency} for the cells after a TODO (index in `todo`) that use what the TODO would define.
+
+    `sources` lists every cell's code ('' for markdown). A TODO cell runs up to its first solution region: the
+    names bound from there on go missing. A later cell runs up to its first statement reading a missing name; from
+    there on, what it binds or changes in place (`d[k] = v`, `xs.append(v)`) goes missing too, traced back to the
+    TODO names it needed.
+    >>> todo_cell = "r = 2\\n# TODO: area\\n### BEGIN SOLUTION\\nA = math.pi * r**2\\n### END SOLUTION"
+    >>> later = ["doubled = 2 * A", "log = {}\\nlog['a'] = A", "print(doubled, log)", "A = 1\\nprint(A)", "print(r)"]
+    >>> found = dependencies(["import math", todo_cell, *later], todo={1})
+    >>> {i: (d.uses, d.needs, d.line) for i, d in found.items()}
+    {2: (['A'], ['A'], 1), 3: (['A'], ['A'], 2), 4: (['doubled', 'log'], ['A'], 1)}
+    """
+    missing: dict[str, tuple[str, ...]] = {}  # name -> the TODO names it stems from
+    found: dict[int, Dependency] = {}
+    for i, source in enumerate(sources):
+        tree = parse_cell(source) if source.strip() else None
+        if tree is None:  # markdown, or not Python: nothing we can say, so assume it neither reads nor binds
+            continue
+        body = tree.body
+        if i in todo:
+            start, own = _todo_effect(tree, find_regions(source) if has_markers(source) else [])
+            for stmt in body[:start]:
+                for name in bound_names([stmt]):
+                    missing.pop(name, None)
+            gone = bound_names(body[start:]) | names_mutated(body[start:])
+            own = own or sorted(gone)
+            missing.update({name: (name,) if name in own else tuple(own) for name in gone})
+            continue
+        start = len(body)
+        for k, stmt in enumerate(body):
+            if any(name in missing for name in names_read(stmt)):
+                start = k
+                break
+            for name in bound_names([stmt]):
+                missing.pop(name, None)
+        if start == len(body):
+            continue
+        while start > 0 and body[start - 1].end_lineno >= _first_line(body[start]):  # type: ignore[operator]
+            start -= 1  # `a = 1; b = f(missing)`: the guard line stops the whole line
+        rest = ast.Module(body=body[start:], type_ignores=[])
+        uses = sorted(name for name in names_read(rest) if name in missing)
+        needs = list(dict.fromkeys(root for name in uses for root in missing[name]))
+        found[i] = Dependency(uses, needs, _first_line(body[start]))
+        for name in bound_names(body[start:]) | names_mutated(body[start:]):
+            missing[name] = tuple(dict.fromkeys([*missing.get(name, ()), *needs]))
+    return found
 
 
 def dependent_cells(sources: list[str], todo: set[int]) -> dict[int, list[str]]:
     """{index: missing names it reads} for cells after a TODO (index in `todo`) that use what the TODO would define.
 
-    `sources` lists every cell's code ('' for markdown); names bound anywhere in a TODO cell go missing.
     >>> todo_cell = "r = 2\\n# TODO: area\\n### BEGIN SOLUTION\\nA = math.pi * r**2\\n### END SOLUTION"
     >>> later = ["doubled = 2 * A", "print(doubled)", "A = 1\\nprint(A)", "print(A, math.pi)", "print(r)"]
     >>> dependent_cells(["import math", todo_cell, *later], todo={1})
-    {2: ['A'], 3: ['doubled'], 6: ['r']}
+    {2: ['A'], 3: ['doubled']}
     """
-    missing: frozenset[str] = frozenset()
-    found: dict[int, list[str]] = {}
-    for i, source in enumerate(sources):
-        tree = parse_cell(source) if source.strip() else None
-        if i in todo:
-            missing = missing | (names_assigned(tree) if tree else set())
-            continue
-        uses, missing = cell_step(tree, missing)
-        if uses:
-            found[i] = uses
-    return found
+    return {i: d.uses for i, d in dependencies(sources, todo).items()}
 
 
 # --- cleaning and generation -------------------------------------------------------------------
@@ -439,6 +621,28 @@ def clean_notebook(nb: NotebookNode, name: str) -> NotebookNode:
     return nb
 
 
+BADGE_PREFIX = "[![Open In Colab]"
+INSTALL_PREFIX = "# Install cell:"
+
+
+def with_colab_cells(nb: NotebookNode, name: str) -> NotebookNode:
+    """Copy of `nb` whose Colab badge (cell 0's first line) and install cell (cell 1) are regenerated from
+    `tools.colab`, i.e. from the versions in pyproject.toml. Notebooks without those two cells are returned as is.
+    """
+    from tools import colab
+
+    nb = copy.deepcopy(nb)
+    if len(nb.cells) < 2:
+        return nb
+    badge, install = nb.cells[0], nb.cells[1]
+    if badge.cell_type == "markdown" and badge.source.startswith(BADGE_PREFIX):
+        rest = badge.source.split("\n", 1)[1:]
+        badge.source = "\n".join([colab.badge_markdown(f"notebooks/{name}.ipynb"), *rest])
+    if install.cell_type == "code" and install.source.startswith(INSTALL_PREFIX):
+        install.source = colab.install_cell_source()
+    return nb
+
+
 def is_clean(nb: NotebookNode) -> bool:
     """True when no code cell has outputs or an execution count."""
     return all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
@@ -449,8 +653,51 @@ def _add_tag(cell: NotebookNode, tag: str) -> None:
     cell.setdefault("metadata", {})["tags"] = tags + ([tag] if tag not in tags else [])
 
 
+def _with_guard(source: str, dependency: Dependency) -> str:
+    """`source` with the dependency comment on top and the `require_todo` guard above its first statement needing
+    the TODO (below a leading `%%magic` line, which must stay first).
+
+    >>> print(_with_guard("n = 3\\nshow(area)", Dependency(["area"], ["area"], 2)))
+    # (runs after you finish the TODO above: it uses area)
+    n = 3
+    require_todo("area")
+    show(area)
+    """
+    lines = source.split("\n")
+    top = 1 if lines[0].startswith("%%") else 0
+    at = max(dependency.line - 1, top)
+    if dependency.needs:
+        lines.insert(at, GUARD.format(names=", ".join(json.dumps(n) for n in dependency.needs)))
+    lines.insert(top, DEPENDENT_NOTE.format(names=", ".join(dependency.uses)))
+    return "\n".join(lines)
+
+
+def _add_guard_import(cells: list[NotebookNode], first_dependent: int, fallback: int) -> None:
+    """Import `require_todo` where the notebook imports its checks (`from labhelpers.checks import ...` in a cell
+    above the first dependent cell), else at the top of cell `fallback` (the first TODO cell)."""
+    for i, cell in enumerate(cells[:first_dependent]):
+        if cell.cell_type != "code" or TAG_PARAMETERS in cell_tags(cell):
+            continue
+        tree = parse_cell(cell.source)
+        for stmt in tree.body if tree else []:
+            if isinstance(stmt, ast.ImportFrom) and stmt.module == "labhelpers.checks" and stmt.col_offset == 0:
+                if any(a.name == "require_todo" and not a.asname for a in stmt.names):
+                    return
+                lines = cell.source.split("\n")
+                last = stmt.end_lineno - 1  # type: ignore[operator]
+                if last == stmt.lineno - 1 and "#" not in lines[last] and "(" not in lines[last]:
+                    lines[last] += ", require_todo"
+                else:
+                    lines.insert(last + 1, GUARD_IMPORT)
+                cell.source = "\n".join(lines)
+                return
+    cell = cells[fallback]
+    cell.source = GUARD_IMPORT + "\n" + cell.source
+
+
 def to_student(solution: NotebookNode, source: str, path: str | Path | None = None) -> NotebookNode:
-    """Student copy of a solution notebook; `source` is the path shown in the notice (e.g. 'solutions/01_x.ipynb')."""
+    """Student copy of a solution notebook; `source` is the solution's path, kept in the notebook metadata
+    (e.g. 'solutions/01_x.ipynb')."""
     path = path or source
     check_markers(solution, path)  # 1. fail before changing anything
     nb = copy.deepcopy(solution)
@@ -460,19 +707,23 @@ def to_student(solution: NotebookNode, source: str, path: str | Path | None = No
     codes = [c.source if c.cell_type == "code" else "" for c in cells]
     # 2. analyse the solution code (stubs would hide the names) with solution-only cells still in:
     #    what they define is missing from the student copy just like a TODO's names.
-    dependents = dependent_cells(codes, todo | {i for i in dropped if cells[i].cell_type == "code"})
-    for i, names in dependents.items():  # 3. tolerate cells that need the TODO done
-        if TAG_PARAMETERS in cell_tags(cells[i]) or i in dropped:
-            continue
-        cells[i].source = DEPENDENT_NOTE.format(names=", ".join(names)) + "\n" + cells[i].source
+    found = dependencies(codes, todo | {i for i in dropped if cells[i].cell_type == "code"})
+    guarded = sorted(i for i in found if TAG_PARAMETERS not in cell_tags(cells[i]) and i not in dropped)
+    for i in guarded:  # 3. comment + guard, and nbval tolerates the guard's error
+        cells[i].source = _with_guard(cells[i].source, found[i])
         _add_tag(cells[i], TAG_RAISES)
-    for i in todo:  # 4. stubs last among the code edits, so hints and analysis saw the solution
+    if any(found[i].needs for i in guarded):  # 4. the guard's import, above every guarded cell
+        kept_todo = sorted(todo - dropped) or guarded
+        _add_guard_import(cells, guarded[0], kept_todo[0])
+    for i in todo:  # 5. stubs last among the code edits, so hints and analysis saw the solution
         cells[i].source = stub_solutions(cells[i].source, path, i)
         _add_tag(cells[i], TAG_RAISES)
-    nb.cells = [c for i, c in enumerate(cells) if i not in dropped]  # 5. indexes are no longer needed
-    notice = nbformat.v4.new_markdown_cell(NOTICE.format(source=source), metadata={"tags": [TAG_NOTICE]})
-    nb.cells.insert(0, notice)  # 6.
-    return clean_notebook(nb, Path(source).stem)  # 7. last: ids follow the final positions
+    nb.cells = [c for i, c in enumerate(cells) if i not in dropped]  # 6. indexes are no longer needed
+    note = NOTICE if todo - dropped else NOTICE_NO_TODO
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(note, metadata={"tags": [TAG_NOTICE]}))  # 7.
+    nb = clean_notebook(nb, Path(source).stem)  # 8. ids follow the final positions; metadata allowlisted
+    nb.metadata[META_KEY] = {"generated": GENERATED_NOTE.format(source=source)}  # 9. for maintainers only
+    return nb
 
 
 def render(nb: NotebookNode) -> str:
@@ -508,8 +759,8 @@ def student_texts(solutions: Path) -> dict[str, str]:
 
 
 def _is_generated(path: Path) -> bool:
-    cells = read_notebook(path).cells
-    return bool(cells) and TAG_NOTICE in cell_tags(cells[0])
+    nb = read_notebook(path)
+    return META_KEY in nb.metadata or (bool(nb.cells) and TAG_NOTICE in cell_tags(nb.cells[0]))
 
 
 def build(solutions: Path = Path("solutions"), notebooks: Path = Path("notebooks")) -> tuple[list[str], bool]:
@@ -540,7 +791,10 @@ def check(solutions: Path = Path("solutions"), notebooks: Path = Path("notebooks
         names.add(path.name)
         nb = read_notebook(path)
         if not is_clean(nb):
-            problems.append(f"{path}: has outputs or execution counts (run `python -m labhelpers.nbtools clean`)")
+            problems.append(f"{path}: has outputs or execution counts (run `python -m tools.nbtools clean`)")
+        if render(with_colab_cells(nb, path.stem)) != render(nb):
+            problems.append(f"{path}: its Colab badge or install cell is not what pyproject.toml's versions give "
+                            "(run `python -m tools.nbtools clean`)")
         try:
             text = render(to_student(nb, f"{solutions.resolve().name}/{path.name}", path))
         except NotebookMarkerError as err:
@@ -562,7 +816,8 @@ def clean(solutions: Path = Path("solutions")) -> list[Path]:
     _require_dir(solutions, "--solutions")
     changed = []
     for path in sorted(solutions.glob("*.ipynb")):
-        if _write_if_changed(path, render(clean_notebook(read_notebook(path), path.stem))):
+        cleaned = with_colab_cells(clean_notebook(read_notebook(path), path.stem), path.stem)
+        if _write_if_changed(path, render(cleaned)):
             changed.append(path)
     return changed
 
@@ -576,11 +831,12 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument(
         "--notebooks", type=Path, default=Path("notebooks"), metavar="DIR", help="generated student notebooks"
     )
-    parser = argparse.ArgumentParser(prog="python -m labhelpers.nbtools", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.nbtools", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", parents=[common], help="write notebooks/ from solutions/, delete stale ones")
     sub.add_parser("check", parents=[common], help="exit 1 if build or clean would change anything (CI)")
-    sub.add_parser("clean", parents=[common], help="strip outputs and metadata from solutions/ in place")
+    sub.add_parser("clean", parents=[common], help="strip outputs and metadata from solutions/ in place and "
+                   "write their Colab badge and install cell (versions from pyproject.toml)")
     args = parser.parse_args(argv)
     try:
         if args.command == "build":

@@ -1,6 +1,6 @@
 """Run the whole lab series headless: every ``solutions/NN_*.ipynb`` through papermill, in order.
 
-``python -m labhelpers.series run [--profile ci] [--run-dir DIR] [--only 02 06]`` executes each notebook
+``python -m tools.series run [--profile ci] [--run-dir DIR] [--only 02 06]`` executes each notebook
 into ``<run>/executed/``, records per-notebook wall time in ``<run>/metrics/series.json`` and prints a
 summary of what the notebooks measured.
 """
@@ -50,7 +50,7 @@ def summary_lines(run: Path, timings: dict[str, float]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m labhelpers.series", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.series", description=__doc__)
     parser.add_argument("command", choices=["run"])
     parser.add_argument("--profile", default=None, help="ci, colab or full (default: $LAB_PROFILE, else by hardware)")
     parser.add_argument("--run-dir", default=None, help="run folder (default: runs/<profile>)")
