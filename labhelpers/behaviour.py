@@ -78,3 +78,17 @@ def house_format_rate(texts: Iterable[str]) -> float:
     """
     results = [follows_house_format(text) for text in texts]
     return sum(results) / len(results) if results else 0.0
+
+
+def data_teaches_house_format(replies: Iterable[str], threshold: float = 0.9) -> bool:
+    """True when at least ``threshold`` of a dataset's reference replies follow the house format.
+
+    Only then is the house-format rate a before/after measure; on other data (e.g. the real no_robots, whose
+    replies are free-form) the rate stays at 0% however well the run went, and saying so prevents a false alarm.
+
+    >>> data_teaches_house_format(["Answer: a\\n- b\\n- c\\n- d\\nConfidence: low"] * 9 + ["free text"])
+    True
+    >>> data_teaches_house_format(["Sure! Here is a poem."])
+    False
+    """
+    return house_format_rate(replies) >= threshold

@@ -19,25 +19,84 @@ CLASSIC_PROMPTS = (
 )
 
 
-def heldout_prompts(test_rows: Any, n: int) -> list[str]:
-    """The user message of the first ``n`` single-turn rows of the (never trained on) test split.
+# Prompts far from any fine-tuning set, half of them asking for code: what the base model could do before tuning,
+# measured after it (notebook 09's retention: fine-tuning teaches a behaviour and can cost a skill).
+GENERAL_PROMPTS = (
+    "What causes the seasons on Earth?",
+    "Summarize the plot of Romeo and Juliet in two sentences.",
+    "How do vaccines train the immune system?",
+    "Give me a recipe idea for a quick vegetarian dinner.",
+    "What is the difference between weather and climate?",
+    "Why is the sky blue?",
+    "Write a short thank-you note to a colleague.",
+    "What are the main causes of inflation?",
+    "Explain photosynthesis to a ten-year-old.",
+    "How do I prepare for a job interview?",
+)
+CODE_PROMPTS = (
+    "Write a Python function that checks whether a number is prime.",
+    "Write a Python function that returns the factorial of n.",
+    "Write a SQL query that counts the orders per customer.",
+    "Write a Python function that merges two sorted lists.",
+    "Write a JavaScript function that capitalizes every word in a string.",
+    "Write a Python function that counts the vowels in a string.",
+    "Write a Python class for a simple bank account with deposit and withdraw.",
+    "Write a bash command that finds all .txt files in a folder.",
+    "Write a Python function that removes duplicates from a list while keeping order.",
+    "Write a Python function that computes the Fibonacci numbers up to n.",
+)
+
+
+def retention_prompts(n: int) -> list[str]:
+    """``n`` prompts outside the training data, alternating general and code prompts.
+
+    >>> [p[:20] for p in retention_prompts(3)]
+    ['What causes the seas', 'Write a Python funct', 'Summarize the plot o']
+    """
+    mixed = [p for pair in zip(GENERAL_PROMPTS, CODE_PROMPTS) for p in pair]
+    if not 0 < n <= len(mixed):
+        raise ValueError(f"n = {n}: choose 1..{len(mixed)} retention prompts")
+    return mixed[:n]
+
+
+def looks_like_code(text: str) -> bool:
+    r"""True when a reply contains code: a fenced block, or a line that starts a definition or statement.
+
+    >>> looks_like_code("```python\nprint(1)\n```"), looks_like_code("def f(x):\n    return x"), looks_like_code("Answer: yes")
+    (True, True, False)
+    """
+    starts = ("def ", "class ", "SELECT ", "select ", "function ", "const ", "import ", "find ", "for ", "return ")
+    return "```" in text or any(line.lstrip().startswith(starts) for line in text.splitlines())
+
+
+def heldout_pairs(test_rows: Any, n: int) -> list[tuple[str, str]]:
+    """(user message, reference reply) of the first ``n`` single-turn rows of the (never trained on) test split.
 
     >>> rows = [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
     ...         {"messages": [{"role": "user", "content": "c"}, {"role": "assistant", "content": "d"},
     ...                       {"role": "user", "content": "e"}, {"role": "assistant", "content": "f"}]},
     ...         {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "g"},
     ...                       {"role": "assistant", "content": "h"}]}]
-    >>> heldout_prompts(rows, 5)
-    ['a', 'g']
+    >>> heldout_pairs(rows, 5)
+    [('a', 'b'), ('g', 'h')]
     """
-    prompts = []
+    pairs = []
     for row in test_rows:
         users = [m["content"] for m in row["messages"] if m["role"] == "user"]
         if len(users) == 1:  # single-turn rows: the reply depends on this one prompt only
-            prompts.append(users[0])
-        if len(prompts) == n:
+            pairs.append((users[0], row["messages"][-1]["content"]))
+        if len(pairs) == n:
             break
-    return prompts
+    return pairs
+
+
+def heldout_prompts(test_rows: Any, n: int) -> list[str]:
+    """The user message of the first ``n`` single-turn test rows (see :func:`heldout_pairs`).
+
+    >>> heldout_prompts([{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}], 3)
+    ['a']
+    """
+    return [prompt for prompt, _ in heldout_pairs(test_rows, n)]
 
 
 def comparison_prompts(test_rows: Any, n_heldout: int) -> list[str]:
@@ -80,3 +139,50 @@ def generate_replies(model: Any, tokenizer: Any, prompts: Sequence[Any], max_new
         tokenizer.padding_side = side
         model.train(training)
     return texts, hit
+
+
+def reply_nll(model: Any, tokenizer: Any, prompts: Sequence[str], replies: Sequence[str],
+              batch_size: int = 8) -> list[float]:
+    """Mean negative log-likelihood (nats per token) of each ``reply`` after its single-turn ``prompt``, teacher-forced.
+
+    Scores the reply and its end-of-turn token, as the training loss does, so it needs no format: the same measure
+    serves any dataset (a held-out reply loss) and retention (the base model's own replies under the tuned model).
+    Batched with right padding; every tensor goes to ``model.device``.
+    """
+    rows = []
+    for prompt, reply in zip(prompts, replies, strict=True):
+        user = [{"role": "user", "content": prompt}]
+        head = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=True, return_dict=True)
+        full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": reply}], tokenize=True,
+                                             return_dict=True)
+        head, full = list(head["input_ids"]), list(full["input_ids"])
+        if full[:len(head)] != head:
+            raise ValueError(f"the chat template renders the prompt {prompt[:40]!r} differently with a reply; "
+                             "reply_nll needs a prefix-preserving template")
+        end = full.index(tokenizer.eos_token_id, len(head)) + 1 if tokenizer.eos_token_id in full[len(head):] else len(full)
+        rows.append((full[:end], len(head)))
+    losses = []
+    training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i : i + batch_size]
+            width = max(len(ids) for ids, _ in chunk)
+            ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for r, (row, start) in enumerate(chunk):
+                ids[r, :len(row)] = torch.tensor(row)
+                labels[r, start:len(row)] = torch.tensor(row[start:])
+                mask[r, :len(row)] = 1
+            ids, labels, mask = ids.to(model.device), labels.to(model.device), mask.to(model.device)
+            with torch.no_grad():
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+            per_token = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:],
+                                                          ignore_index=-100, reduction="none")
+            counts = (labels[:, 1:] != -100).sum(1).clamp(min=1)
+            losses += (per_token.sum(1) / counts).tolist()
+    finally:
+        model.train(training)
+    return losses
+

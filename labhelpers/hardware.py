@@ -142,17 +142,19 @@ def _check_size(name: str, value: Any) -> None:
 # A recipe's sizes: (profile, split) -> values + reasons. "split" is how the batch is laid out on the device.
 _SHARED = {
     "ci": dict(
-        n_train_examples=(80, "20 steps of 4 without repeats, small enough to tokenize in seconds"),
+        n_train_examples=(160, "40 steps of 4 without repeats, small enough to tokenize in seconds"),
         n_eval_examples=(16, "two eval batches, a loss estimate in seconds on 2 CPU cores"),
         num_train_epochs=(1.0, "unused: max_steps ends the run first"),
-        max_steps=(20, "~3 s/step x 20 on the 2-core CPU ~ a minute; enough for the house format to start showing"),
+        max_steps=(40, "measured on the 2-core CPU at lr 1e-4: 40 steps put 90-100% of unseen prompts in the house "
+                       "format, 20 steps only 53-70%; the cheapest run that teaches the behaviour"),
         max_length=(256, "holds most single-turn rows (longer ones are dropped, not cut) and keeps a CPU step ~3 s"),
-        learning_rate=(1e-4, "a 135M full fine-tune needs a high LR to show change in only 20 steps (2e-5 barely moves)"),
-        warmup_ratio=(0.1, "2 of 20 steps; avoids a full-size first update on fresh AdamW statistics"),
+        learning_rate=(1e-4, "a 135M full fine-tune needs a high LR to change behaviour in 40 steps (5e-5 reached 70%)"),
+        warmup_ratio=(0.1, "4 of 40 steps; avoids a full-size first update on fresh AdamW statistics"),
         lr_scheduler_type=("cosine", "as in the colab run, so the LR curve has the same shape"),
-        eval_steps=(5, "evaluates at steps 5, 10, 15, 20: enough points to compare with the training loss"),
+        eval_steps=(5, "8 evaluation points (steps 5..40): enough to see the eval curve turn"),
         logging_steps=(1, "a short run needs every point to show a trend"),
-        save_steps=(10, "checkpoints at steps 10 and 20 so resume-from-checkpoint can be exercised"),
+        save_steps=(20, "checkpoints at steps 20 and 40 (a multiple of eval_steps): resume is exercised, and each "
+                        "save of weights + AdamW state (~1.6 GB) is paid twice only"),
     ),
     "colab": dict(
         n_train_examples=(500, "as in the seed lab: a visible change in ~10 minutes on a T4"),
@@ -188,7 +190,7 @@ _SPLITS = {
     ("ci", "any"): ((4, 8, 1, False), (
         "~3 s/step at 256 tokens on the 2-core CPU (same on every device so CI runs compare)",
         "eval keeps no gradients; two batches cover the 16 eval rows",
-        "effective batch 4 keeps each of the 20 steps cheap",
+        "effective batch 4 keeps each of the 40 steps cheap",
         "a 135M model at batch 4 x 256 fits easily; checkpointing would add ~20% per step")),
     ("colab", "cpu"): ((4, 8, 4, False), (
         "as on the T4, so the effective batch matches the Colab run",
@@ -269,6 +271,7 @@ class LessonSizes:
 
     n_heldout_prompts: int = field(metadata={"help": "held-out test prompts answered before (02) and after (09) tuning"})
     max_new_tokens: int = field(metadata={"help": "generation budget per reply; a house-format reply needs ~60-80 tokens"})
+    n_retention_prompts: int = field(metadata={"help": "general and code prompts outside the data, asked before and after (09)"})
     generation_batch_size: int = field(metadata={"help": "prompts per generate() call (left-padded batch)"})
     overfit_steps: int = field(metadata={"help": "steps of notebook 07's deliberate overfitting run (4 rows, high LR)"})
     compare_steps: int = field(metadata={"help": "optimizer steps per mini-run of notebook 08 (schedules and LRs)"})
@@ -302,6 +305,7 @@ def lesson_sizes(profile: str, sizes: RunSizes) -> tuple[LessonSizes, tuple[tupl
         table = dict(
             n_heldout_prompts=(20, "enough held-out prompts for a headline rate (one prompt = 5 points)"),
             max_new_tokens=(96, "a house-format reply fits with room to spare; a runaway reply is cut early"),
+            n_retention_prompts=(10, "5 general + 5 code prompts: what tuning cost, at two generation batches"),
             generation_batch_size=(8, "8 prompts per batch is ~4x faster than one by one on a CPU"),
             overfit_steps=(12, "4 rows at lr 1e-3 are memorised in ~10 steps; eval every 2 steps gives 6 points"),
             compare_steps=(6, "six ~1 s steps per mini-run: the curves part within a CPU minute"),
@@ -318,6 +322,7 @@ def lesson_sizes(profile: str, sizes: RunSizes) -> tuple[LessonSizes, tuple[tupl
         table = dict(
             n_heldout_prompts=(30, "30 held-out prompts: a rate with ~3-point resolution"),
             max_new_tokens=(256, "long enough for the base model's free-form replies to finish"),
+            n_retention_prompts=(20, "10 general + 10 code prompts: what tuning cost"),
             generation_batch_size=(32, "a GPU generates 32 short replies as fast as one"),
             overfit_steps=(60, "4 rows memorised with room to show the eval curve turn"),
             compare_steps=(60 if big else 30, "long enough for the schedules' decay to separate the curves"),
@@ -421,7 +426,7 @@ class Recipe:
 
         >>> kw = recipe_for("cpu", "ci").sft_config_kwargs()
         >>> kw["use_cpu"], kw["bf16"], kw["warmup_steps"], kw["max_steps"], kw["logging_nan_inf_filter"], kw["packing"]
-        (True, False, 0.1, 20, False, False)
+        (True, False, 0.1, 40, False, False)
         """
         s = self.sizes
         return {
@@ -672,8 +677,31 @@ def flash_backend_available() -> str | None:
     return None
 
 
+FORCE_HARDWARE_ENV = "LAB_FORCE_HARDWARE"
+FORCIBLE_HARDWARE = ("t4", "ampere", "cpu")
+
+
+def _forced_hardware(on_gpu: bool) -> str | None:
+    """``$LAB_FORCE_HARDWARE`` checked: None when unset, else 't4', 'ampere' or 'cpu' (t4/ampere need CUDA)."""
+    value = os.environ.get(FORCE_HARDWARE_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value not in FORCIBLE_HARDWARE:
+        raise ValueError(f"{FORCE_HARDWARE_ENV}={value!r}: choose one of {', '.join(map(repr, FORCIBLE_HARDWARE))}, "
+                         "or unset it to detect the hardware")
+    if value != "cpu" and not on_gpu:
+        raise ValueError(f"{FORCE_HARDWARE_ENV}={value!r} needs a CUDA GPU, and torch.cuda.is_available() is False "
+                         f"here: unset {FORCE_HARDWARE_ENV} (or set it to 'cpu') on this machine")
+    return value
+
+
 def detect_recipe(profile: str | None = None) -> Recipe:
     """The recipe for this machine: profile from the argument, else $LAB_PROFILE, else 'ci' (CPU) / 'colab' (GPU).
+
+    ``$LAB_FORCE_HARDWARE`` (``t4``, ``ampere`` or ``cpu``) replaces the detected hardware class, so one GPU can
+    rehearse another card's recipe (``tools/gpu_rehearsal.py`` runs the series with ``t4``, the fp16-AMP recipe,
+    and ``ampere``, the bf16 one, on the same card). ``t4`` and ``ampere`` need CUDA (ValueError without it);
+    ``cpu`` works everywhere. The hardware reason then says it was forced.
 
     >>> detect_recipe("nope")
     Traceback (most recent call last):
@@ -681,7 +709,10 @@ def detect_recipe(profile: str | None = None) -> Recipe:
     ValueError: unknown profile 'nope' (from the profile argument): choose one of 'ci', 'colab', 'full'; pass one of them.
     """
     on_gpu = bool(torch.cuda.is_available())
+    forced = _forced_hardware(on_gpu)
     name, source = _resolve_profile(profile, on_gpu)
+    if forced is not None:
+        return _forced_recipe(forced, name, source)
     if not on_gpu:
         return recipe_for("cpu", name, profile_source=source)
     major, minor = torch.cuda.get_device_capability(0)
@@ -695,3 +726,21 @@ def detect_recipe(profile: str | None = None) -> Recipe:
         hardware = "cuda-old"
     flash = flash_backend_available() if hardware == "ampere" else None
     return recipe_for(hardware, name, device_name, (major, minor), mem_gib, flash, source)
+
+
+def _forced_recipe(hardware: str, profile: str, profile_source: str) -> Recipe:
+    """The recipe of ``hardware`` (from ``$LAB_FORCE_HARDWARE``) on this machine, its hardware reason saying so."""
+    if hardware == "cpu":
+        recipe, card = recipe_for("cpu", profile, profile_source=profile_source), "this machine"
+    else:
+        major, minor = torch.cuda.get_device_capability(0)
+        card = f"{torch.cuda.get_device_name(0)} (compute capability {major}.{minor})"
+        mem_gib = torch.cuda.get_device_properties(0).total_memory / _GIB
+        if hardware == "t4":  # the T4's recipe and sizes; this card's capability and memory would only mislead
+            recipe = recipe_for("t4", profile, torch.cuda.get_device_name(0), profile_source=profile_source)
+        else:
+            recipe = recipe_for("ampere", profile, torch.cuda.get_device_name(0), (major, minor), mem_gib,
+                                flash_backend_available(), profile_source)
+    note = f"forced by {FORCE_HARDWARE_ENV}={hardware} on {card}: "
+    reasons = tuple((k, note + why if k == "hardware" else why) for k, why in recipe.reasons)
+    return dataclasses.replace(recipe, reasons=reasons)

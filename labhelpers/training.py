@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from labhelpers.hardware import Recipe
@@ -131,6 +131,41 @@ def resume_point(config: Any, *, resume: bool = True) -> Path | None:
     if checkpoint is not None:
         print(f"resuming from {checkpoint} (step {_step(checkpoint)})")
     return checkpoint
+
+
+FINISHED_RUN_FILE = "finished_run.json"
+
+
+def finished_run_or_train(config: Any, train_rows: Any, train: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The ``log_history`` of this exact run when ``config.output_dir`` holds it finished, else ``train()``'s (stored).
+
+    "This exact run" means the same run-defining settings (:data:`FINGERPRINT_FIELDS`) and the same training rows.
+    A re-run cell, a second pass over the notebooks (CI's nbval) or another notebook asking for the same run reads
+    the curves in milliseconds instead of training again; delete the folder to train again.
+
+    >>> import tempfile; from types import SimpleNamespace
+    >>> cfg = SimpleNamespace(output_dir=tempfile.mkdtemp(), learning_rate=1e-3, max_steps=2)
+    >>> calls = []
+    >>> def train(): calls.append(1); return [{"loss": 2.0, "step": 1}]
+    >>> first = finished_run_or_train(cfg, [{"messages": []}], train)
+    >>> again = finished_run_or_train(cfg, [{"messages": []}], train)  # doctest: +ELLIPSIS
+    loaded the finished run from ... (same settings and rows; delete the folder to train again)
+    >>> again == first, len(calls)
+    (True, 1)
+    """
+    rows = [row["messages"] if isinstance(row, dict) and "messages" in row else row for row in train_rows]
+    key = {"config": config_fingerprint(config),
+           "rows": hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()}
+    path = Path(config.output_dir) / FINISHED_RUN_FILE
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            print(f"loaded the finished run from {path.parent} (same settings and rows; delete the folder to train again)")
+            return stored["log_history"]
+    log_history = train()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "log_history": log_history}, default=str) + "\n")
+    return log_history
 
 
 def fresh_output_dir(base: Path) -> Path:

@@ -18,7 +18,7 @@ from tools.series import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
-EXPECTED_SERIES = ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"]
+EXPECTED_SERIES = ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13"]
 
 
 def _code_cells(path: Path) -> list[str]:
@@ -102,7 +102,7 @@ TIMINGS: dict[str, float] = {}
 # Students open notebooks in any order. 09 runs before 06 here: it finds no tuned model and trains the reference run
 # (recipe.reference_config); 06 must then resume that finished run (same configuration fingerprint) instead of
 # refusing it or training again, and 07 reads its curves. One training run serves the whole series.
-OUT_OF_ORDER = ["01", "02", "03", "04", "05", "09", "06", "07", "08", "10", "11"]
+OUT_OF_ORDER = ["01", "02", "03", "04", "05", "09", "06", "07", "08", "10", "11", "12", "13"]
 PAPERMILL_ORDER = sorted(SOLUTIONS, key=lambda p: OUT_OF_ORDER.index(p.name[:2]))
 
 
@@ -194,3 +194,15 @@ def test_series_command_executes_into_the_run_folder_and_summarises(tmp_path, ca
     assert (tmp_path / "executed" / "01_setup_and_hardware.ipynb").is_file()
     figures = json.loads((tmp_path / "metrics" / "series.json").read_text())
     assert figures["profile"] == "ci" and set(figures["seconds"]) == {"01_setup_and_hardware"}
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_papermill_parses_every_parameter(path, caplog):
+    """papermill reads each parameter (an '=' in a comment makes it skip the line with a warning)."""
+    from papermill.translators import PythonTranslator
+
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    names = [line.split("=")[0].strip() for line in cell.source.splitlines() if "=" in line.split("#")[0]]
+    with caplog.at_level("WARNING", logger="papermill"):
+        parsed = [p.name for p in PythonTranslator.inspect(cell)]
+    assert parsed == names and not caplog.records, [r.getMessage() for r in caplog.records]

@@ -24,14 +24,22 @@ def solution_notebooks(folder: Path, only: list[str] | None = None) -> list[Path
     return notebooks
 
 
-def execute(notebook: Path, out: Path, parameters: dict) -> float:
-    """Execute one notebook with papermill (cwd = its folder) and return the wall time in seconds."""
+# The kernel's own startup notices (e.g. "running over TCP without encryption" on a local kernel) are not news.
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+
+
+def execute(notebook: Path, out: Path, parameters: dict, progress: bool = False) -> float:
+    """Execute one notebook with papermill (cwd = its folder) and return the wall time in seconds.
+
+    ``progress``: one line for the notebook that counts its cells done / total while it runs.
+    """
     import papermill
 
+    bar = {"desc": f"{notebook.stem:<28}", "unit": "cell", "leave": True, "ncols": 100,
+           "bar_format": "{desc} {n_fmt}/{total_fmt} cells {elapsed}"} if progress else False
     start = time.perf_counter()
-    papermill.execute_notebook(
-        str(notebook), str(out), parameters=parameters, cwd=str(notebook.parent), progress_bar=False, log_output=False
-    )
+    papermill.execute_notebook(str(notebook), str(out), parameters=parameters, cwd=str(notebook.parent),
+                               progress_bar=bar, log_output=False, extra_arguments=QUIET_KERNEL)
     return time.perf_counter() - start
 
 
@@ -45,7 +53,29 @@ def summary_lines(run: Path, timings: dict[str, float]) -> list[str]:
         lines.append(f"train loss {training.get('first_train_loss')} -> {training.get('last_train_loss')}, "
                      f"eval loss {training.get('first_eval_loss')} -> {training.get('last_eval_loss')}")
     if comparison:
-        lines.append(f"house-format score: base {comparison.get('base_score')} -> tuned {comparison.get('tuned_score')}")
+        lines += comparison_lines(comparison)
+    return lines
+
+
+def comparison_lines(c: dict) -> list[str]:
+    r"""Notebook 09's measures in a few lines: what the run bought and what it cost.
+
+    >>> print("\n".join(comparison_lines({"n_heldout": 20, "data_teaches_house_format": True, "base_score": 0.0,
+    ...     "tuned_score": 0.9, "base_hit_limit_rate": 0.6, "tuned_hit_limit_rate": 0.05, "base_looping_rate": 0.1,
+    ...     "tuned_looping_rate": 0.0, "base_reply_loss": 2.31, "tuned_reply_loss": 0.98,
+    ...     "retention": {"nll_base": 0.8, "nll_tuned": 1.9, "code_base": 1.0, "code_tuned": 0.2, "n_prompts": 10}})))
+    20 held-out prompts, base -> tuned: house format 0% -> 90%, cut by max_new_tokens 60% -> 5%, looping 10% -> 0%, reply loss 2.31 -> 0.98 nats
+    cost, 10 outside prompts: the base's own replies 0.80 -> 1.90 nats under the tuned model; code kept 100% -> 20%
+    """
+    fmt = (f"house format {c['base_score']:.0%} -> {c['tuned_score']:.0%}, " if c.get("data_teaches_house_format")
+           else "no house format in this data, ")
+    lines = [f"{c['n_heldout']} held-out prompts, base -> tuned: {fmt}cut by max_new_tokens "
+             f"{c['base_hit_limit_rate']:.0%} -> {c['tuned_hit_limit_rate']:.0%}, looping {c['base_looping_rate']:.0%} -> "
+             f"{c['tuned_looping_rate']:.0%}, reply loss {c['base_reply_loss']:.2f} -> {c['tuned_reply_loss']:.2f} nats"]
+    r = c.get("retention")
+    if r:
+        lines.append(f"cost, {r['n_prompts']} outside prompts: the base's own replies {r['nll_base']:.2f} -> "
+                     f"{r['nll_tuned']:.2f} nats under the tuned model; code kept {r['code_base']:.0%} -> {r['code_tuned']:.0%}")
     return lines
 
 
@@ -66,8 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     executed.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     for notebook in solution_notebooks(root / "solutions", args.only):
-        print(f"running {notebook.name} ...", flush=True)
-        timings[notebook.stem] = execute(notebook, executed / notebook.name, {"PROFILE": profile, "RUN_DIR": str(run)})
+        timings[notebook.stem] = execute(notebook, executed / notebook.name, {"PROFILE": profile, "RUN_DIR": str(run)},
+                                         progress=True)
     save_metrics(run, "series", {"profile": profile, "seconds": timings, "total_seconds": sum(timings.values())})
     print("\n".join(summary_lines(run, timings)))
     print(f"executed notebooks, plots and metrics are in {run}")
