@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("model_load", "sanity", "training_modes", "packing", "trainer_overhead")
+BENCHMARKS = ("model_load", "sanity", "training_modes", "packing", "trainer_overhead", "data_formats", "live_curves")
 GOAL_MINUTES = 10.0  # the whole command on the 2-core CPU
 
 

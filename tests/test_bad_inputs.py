@@ -32,7 +32,7 @@ DATASET_CASES = [
     ("missing file", None, {}, ["DATASET", "file not found"]),
     ("not json", "this is not json\n", {}, ["DATASET", "line 1"]),
     ("json array not jsonl", json.dumps(_rows(40)), {}, ["DATASET", "one object per line"]),
-    ("wrong schema", _jsonl([{"instruction": "x", "output": "y"}] * 40), {}, ["DATASET", "messages"]),
+    ("wrong schema", _jsonl([{"question": "x", "answer": "y"}] * 40), {}, ["DATASET", "messages"]),
     ("ends with user", _jsonl(_rows(40, messages=[{"role": "user", "content": "a"}])), {}, ["row 3", "assistant"]),
     ("empty reply", _jsonl(_rows(40, messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": " "}])), {}, ["row 3", "whitespace"]),
     ("unknown role", _jsonl(_rows(40, messages=[{"role": "human", "content": "a"}, {"role": "assistant", "content": "b"}])), {}, ["row 3", "human"]),

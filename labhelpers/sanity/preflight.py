@@ -620,12 +620,33 @@ def show_example(trainer_or_batch: Any, tokenizer: Any = None, index: int = 0, h
     return render_tokens(pieces, [lab != IGNORE_INDEX for lab in labels], html_output=html)
 
 
+def empty_train_findings(n_raw: int | None, max_length: int | None) -> list[Finding]:
+    """The fail finding for a train set TRL emptied (instead of torch's ``num_samples=0`` crash).
+
+    >>> f = empty_train_findings(12, 256)[0]
+    >>> f.check, f.status, f.message.split(";")[0]
+    ('train_rows_dropped', 'fail', 'TRL dropped all 12 training rows during preprocessing')
+    """
+    how_many = f"all {n_raw:,}" if n_raw is not None else "every one of the"
+    return [Finding("train_rows_dropped", "fail",
+                    f"TRL dropped {how_many} training rows during preprocessing; the train dataloader is empty, so "
+                    "train() would fail with 'num_samples should be a positive integer value, but got num_samples=0' "
+                    f"(rows whose first reply starts after max_length={max_length} keep only prompt tokens, all labels "
+                    "-100, and are dropped)",
+                    "raise max_length above the rows' prompt lengths (labhelpers.sanity.check_dataset suggests a value) "
+                    "or shorten the prompts; check the dataset is not empty")]
+
+
 def _model_dtype(model: Any) -> str:
     return str(next(model.parameters()).dtype)
 
 
 def preflight(trainer: Any, level: str = "quick", dataset: Any = None, max_batches: int | None = None) -> SanityReport:
-    """Check a built, untrained SFTTrainer for silent bugs; ``dataset``: the raw train split, to count dropped rows."""
+    """Check a built, untrained SFTTrainer for silent bugs; ``dataset``: the raw train split, to count dropped rows.
+
+    When TRL dropped every row, the report holds one ``train_rows_dropped`` fail (no torch ``num_samples=0`` crash).
+    Dataset-level checks that need no trainer are in `labhelpers.sanity.check_dataset`.
+    """
     if level not in LEVELS:
         raise ValueError(f"level={level!r}; choose one of {LEVELS}")
     tokenizer = _tokenizer_of(trainer)
@@ -634,8 +655,19 @@ def preflight(trainer: Any, level: str = "quick", dataset: Any = None, max_batch
     model, args = trainer.model, trainer.args
     limit = max_batches if max_batches is not None else (QUICK_MAX_BATCHES if level == "quick" else None)
     report = SanityReport(title=f"preflight ({level})")
+    n_raw = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
+    train_ds = trainer.train_dataset
+    if train_ds is not None and hasattr(train_ds, "__len__") and len(train_ds) == 0:
+        report.extend(empty_train_findings(n_raw, getattr(args, "max_length", None)))
+        return report
     with preserved_state(trainer):
-        batches = collated_batches(trainer, limit)
+        try:
+            batches = collated_batches(trainer, limit)
+        except ValueError as err:  # torch's RandomSampler: "num_samples should be a positive integer value, but got num_samples=0"
+            if "num_samples" not in str(err) and "dataloader is empty" not in str(err):
+                raise
+            report.extend(empty_train_findings(n_raw, getattr(args, "max_length", None)))
+            return report
         start = conversation_start(tokenizer) if getattr(args, "packing", False) else None
         examples = [ex for b in batches for ex in examples_in_batch(b, start)]
         eos = model.generation_config.eos_token_id if getattr(model, "generation_config", None) else None
