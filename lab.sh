@@ -7,6 +7,7 @@
 #   ./lab.sh sanity --data F  check your own data and settings before training (--help for the flags)
 #   ./lab.sh build            regenerate the student notebooks from solutions/ (after cleaning them)
 #   ./lab.sh check            fail if notebooks/ is out of date or a solution is not clean (CI does this)
+#   ./lab.sh gpu-rehearsal [--dry-run|--gather-wheels]  rehearse the series on a CUDA machine (tools/gpu_rehearsal.py)
 # Environment: LAB_PROFILE (ci|colab|full), LAB_RUN_DIR, LAB_CACHE_DIR, PYTHON (interpreter for the venv, >= 3.11).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -39,6 +40,7 @@ case "$cmd" in
   sanity) setup; exec "$VENV/bin/python" -m labhelpers.sanity "$@" ;;
   build) setup; "$VENV/bin/python" -m tools.nbtools clean && exec "$VENV/bin/python" -m tools.nbtools build ;;
   check) setup; exec "$VENV/bin/python" -m tools.nbtools check ;;
-  help|-h|--help) sed -n '2,11p' "$0" ;;
-  *) sed -n '2,11p' "$0"; exit 2 ;;
+  gpu-rehearsal) setup; exec "$VENV/bin/python" -m tools.gpu_rehearsal "$@" ;;
+  help|-h|--help) sed -n '2,12p' "$0" ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
 esac

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -187,6 +188,36 @@ def load_tokenizer(model_id: str = DEFAULT_MODEL_ID) -> Any:
     return prepare_tokenizer_for_sft(AutoTokenizer.from_pretrained(path))
 
 
+# A model folder built from the config with random weights (the GPU rehearsal, tools/gpu_rehearsal.py) holds this
+# marker file and carries this config key, which save_pretrained keeps, so a model trained from it is flagged too.
+RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"
+RANDOM_WEIGHTS_CONFIG_KEY = "lab_random_weights"
+
+
+def has_random_weights(model_or_path: Any) -> bool:
+    """True for a model (or model folder) with random weights: a ``RANDOM_WEIGHTS`` marker or config key says so.
+
+    Quality checks (house format, loss at init, the protocol's verdict) are not measurable then and say so.
+
+    >>> import tempfile; folder = Path(tempfile.mkdtemp()); has_random_weights(folder)
+    False
+    >>> _ = (folder / RANDOM_WEIGHTS_MARKER).write_text("built from config.json"); has_random_weights(str(folder))
+    True
+    """
+    if isinstance(model_or_path, (str, os.PathLike)):
+        folder = Path(model_or_path).expanduser()
+        if (folder / RANDOM_WEIGHTS_MARKER).is_file():
+            return True
+        try:
+            return bool(json.loads((folder / "config.json").read_text()).get(RANDOM_WEIGHTS_CONFIG_KEY))
+        except (OSError, ValueError, AttributeError):
+            return False
+    if getattr(getattr(model_or_path, "config", None), RANDOM_WEIGHTS_CONFIG_KEY, False):
+        return True
+    info = getattr(model_or_path, "lab_load_info", None)  # set by load_model_and_tokenizer: the folder it read
+    return info is not None and Path(info.path).is_dir() and has_random_weights(info.path)
+
+
 def load_model_and_tokenizer(
     model_id: str = DEFAULT_MODEL_ID,
     recipe: "Recipe | None" = None,
@@ -218,4 +249,7 @@ def load_model_and_tokenizer(
     model.lab_load_info = info
     if verbose:
         print(f"Loaded {info} | {model.device} | dtype {model.dtype} | attention {model.config._attn_implementation}")
+    if has_random_weights(model):  # said even when not verbose: every quality number of this model is noise
+        print(f"RANDOM WEIGHTS in {path} (GPU rehearsal): the code runs for real, but quality checks are skipped "
+              "and scores, samples and losses say nothing about the model")
     return model, tokenizer

@@ -188,7 +188,7 @@ def test_series_command_executes_into_the_run_folder_and_summarises(tmp_path, ca
     """``./lab.sh run`` is ``python -m tools.series run``: executed notebooks, timings and a summary."""
     from tools import series
 
-    series.main(["run", "--profile", "ci", "--run-dir", str(tmp_path), "--only", "01"])
+    series.main(["run", "--profile", "ci", "--run-dir", str(tmp_path), "--only", "01", "--no-reference-step"])
     out = capsys.readouterr().out
     assert "01_setup_and_hardware" in out and f"are in {tmp_path}" in out
     assert (tmp_path / "executed" / "01_setup_and_hardware.ipynb").is_file()

@@ -11,6 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
+from benchmarks.reference_step import in_reference_steps, reference_step_seconds
 from labhelpers.runs import load_metrics, project_root, run_dir, save_metrics
 
 
@@ -43,10 +44,17 @@ def execute(notebook: Path, out: Path, parameters: dict, progress: bool = False)
     return time.perf_counter() - start
 
 
-def summary_lines(run: Path, timings: dict[str, float]) -> list[str]:
-    """Human summary: time per notebook, then the headline numbers the notebooks saved."""
-    lines = [f"{name:<32} {seconds:7.1f} s" for name, seconds in timings.items()]
-    lines.append(f"{'total':<32} {sum(timings.values()):7.1f} s")
+def summary_lines(run: Path, timings: dict[str, float], reference_s: float | None = None) -> list[str]:
+    """Human summary: time per notebook (also in reference steps when measured), then the notebooks' numbers."""
+    def row(name: str, seconds: float) -> str:
+        steps = f"  = {in_reference_steps(seconds, reference_s)}" if reference_s else ""
+        return f"{name:<32} {seconds:7.1f} s{steps}"
+
+    lines = [row(name, seconds) for name, seconds in timings.items()]
+    lines.append(row("total", sum(timings.values())))
+    if reference_s:
+        lines.append(f"(reference step on this machine, measured now: {reference_s:.2f} s; "
+                     "python -m benchmarks.reference_step)")
     training = load_metrics(run, "training") or {}
     comparison = load_metrics(run, "before_after") or {}
     if training:
@@ -85,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default=None, help="ci, colab or full (default: $LAB_PROFILE, else by hardware)")
     parser.add_argument("--run-dir", default=None, help="run folder (default: runs/<profile>)")
     parser.add_argument("--only", nargs="*", help="notebook number prefixes to run, e.g. 02 06")
+    parser.add_argument("--no-reference-step", action="store_true",
+                        help="skip timing the reference step (~20 s) that makes the times comparable across machines")
     args = parser.parse_args(argv)
 
     from labhelpers.hardware import detect_recipe
@@ -95,11 +105,13 @@ def main(argv: list[str] | None = None) -> None:
     executed = run / "executed"
     executed.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    reference_s = None if args.no_reference_step else reference_step_seconds()
     for notebook in solution_notebooks(root / "solutions", args.only):
         timings[notebook.stem] = execute(notebook, executed / notebook.name, {"PROFILE": profile, "RUN_DIR": str(run)},
                                          progress=True)
-    save_metrics(run, "series", {"profile": profile, "seconds": timings, "total_seconds": sum(timings.values())})
-    print("\n".join(summary_lines(run, timings)))
+    save_metrics(run, "series", {"profile": profile, "seconds": timings, "total_seconds": sum(timings.values()),
+                                 "reference_step_s": reference_s})
+    print("\n".join(summary_lines(run, timings, reference_s)))
     print(f"executed notebooks, plots and metrics are in {run}")
 
 

@@ -8,7 +8,22 @@ from typing import Any, Sequence
 from labhelpers.behaviour import house_format_rate
 from labhelpers.compare import new_token_counts
 from labhelpers.generation import generate_replies
+from labhelpers.models import has_random_weights
 from labhelpers.sanity.report import Finding, SanityReport
+
+RANDOM_WEIGHTS_SKIP = "skipped: random weights (GPU rehearsal), quality not measurable"
+
+
+def skipped_for_random_weights(finding: Finding) -> Finding:
+    """The finding as a visible skip (a warn, never a silent pass) because the model's weights are random.
+
+    >>> skipped_for_random_weights(Finding("house_format", "fail", "house format 0% of replies", "x")).message
+    'skipped: random weights (GPU rehearsal), quality not measurable (measured: house format 0% of replies)'
+    """
+    if finding.message.startswith(RANDOM_WEIGHTS_SKIP):  # already skipped (postflight inside the protocol)
+        return finding
+    return Finding(finding.check, "warn", f"{RANDOM_WEIGHTS_SKIP} (measured: {finding.message})",
+                   "run on trained weights (not a RANDOM_WEIGHTS model folder) to judge this")
 
 
 def repeated_ngram_share(text: str, n: int = 4) -> float:
@@ -83,4 +98,6 @@ def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs:
     worse = base_rate is not None and rate < base_rate
     report.extend([Finding("house_format", "warn" if worse else "pass", msg,
                            "tuning made the target format rarer: check data and LR" if worse else "")])
+    if has_random_weights(model):  # every finding above judges reply quality: noise from random weights
+        report.findings = [skipped_for_random_weights(f) for f in report.findings]
     return report

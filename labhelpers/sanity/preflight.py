@@ -22,6 +22,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from labhelpers.models import has_random_weights
+from labhelpers.sanity.postflight import skipped_for_random_weights
 from labhelpers.sanity.report import Finding, SanityReport
 from labhelpers.sanity.tokens import (
     IGNORE_INDEX,
@@ -462,20 +464,26 @@ def loss_at_init_findings(model: Any, tokenizer: Any, batch: dict[str, torch.Ten
     vocab = logits.shape[-1]
     random_loss = math.log(vocab)
     detail = f"loss at init {train_loss:.2f} on {n_train} trained tokens, {reply_loss:.2f} on {n_reply} reply tokens; ln(vocab)={random_loss:.1f}"
+    finding = _loss_at_init_verdict(detail, n_train, train_loss, reply_loss if n_reply else train_loss, random_loss)
+    if has_random_weights(model):  # GPU rehearsal: random weights are as bad as guessing by construction
+        finding = skipped_for_random_weights(finding)
+    return [finding]
+
+
+def _loss_at_init_verdict(detail: str, n_train: int, train_loss: float, ref: float, random_loss: float) -> Finding:
     if n_train == 0 or math.isnan(train_loss):
-        return [Finding("loss_at_init", "fail", detail + ": no trained tokens in the batch → NaN/0 loss",
-                        "check truncation and the collator's labels (all -100)")]
-    ref = reply_loss if n_reply else train_loss
+        return Finding("loss_at_init", "fail", detail + ": no trained tokens in the batch → NaN/0 loss",
+                       "check truncation and the collator's labels (all -100)")
     if not math.isfinite(ref) or ref > 0.75 * random_loss:
-        return [Finding("loss_at_init", "fail", detail + ": as bad as random guessing",
-                        "weights not loaded (from_config instead of from_pretrained?) or a tokenizer from another model")]
+        return Finding("loss_at_init", "fail", detail + ": as bad as random guessing",
+                       "weights not loaded (from_config instead of from_pretrained?) or a tokenizer from another model")
     if ref > 5.0:
-        return [Finding("loss_at_init", "warn", detail + ": higher than a loaded chat model's usual 1-3 nats",
-                        "check the tokenizer and chat template belong to this model")]
+        return Finding("loss_at_init", "warn", detail + ": higher than a loaded chat model's usual 1-3 nats",
+                       "check the tokenizer and chat template belong to this model")
     if ref < 0.05:
-        return [Finding("loss_at_init", "warn", detail + ": near zero before training",
-                        "the model already knows these replies (eval data seen?) or the labels leak the answer")]
-    return [Finding("loss_at_init", "pass", detail, "")]
+        return Finding("loss_at_init", "warn", detail + ": near zero before training",
+                       "the model already knows these replies (eval data seen?) or the labels leak the answer")
+    return Finding("loss_at_init", "pass", detail, "")
 
 
 def conversation_start(tokenizer: Any) -> list[int]:

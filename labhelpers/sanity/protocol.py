@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from labhelpers.models import has_random_weights
 from labhelpers.sanity.monitor import SanityMonitor
-from labhelpers.sanity.postflight import generate_replies, postflight
+from labhelpers.sanity.postflight import RANDOM_WEIGHTS_SKIP, generate_replies, postflight, skipped_for_random_weights
 from labhelpers.sanity.preflight import collated_batches, preflight
 from labhelpers.sanity.report import Finding, SanityReport
 
@@ -131,11 +132,17 @@ def lr_range_test(model: Any, tokenizer: Any, train: Any, min_lr: float = 1e-6, 
     return LRRangeResult(lrs, losses, suggested, SanityReport(findings, title="LR range test"))
 
 
+# Findings that judge the weights rather than the setup; with random weights they are skipped, visibly.
+# Postflight's own findings (hit_max_new_tokens, empty/degenerate replies, house_format) are skipped by postflight.
+WEIGHT_QUALITY_CHECKS = frozenset({"loss_at_init", "prompt_swap", "overfit", "short_run_eval", "hit_max_new_tokens",
+                                   "empty_replies", "degenerate_replies", "house_format"})
+
+
 @dataclass
 class ProtocolResult:
     """GO / NO-GO from the protocol, the reasons, and every step's report."""
 
-    verdict: str  # "GO" or "NO-GO"
+    verdict: str  # "GO", "NO-GO", or "SKIPPED" (random weights: the mechanics ran, quality is not measurable)
     reasons: list[str]
     reports: dict[str, SanityReport]
 
@@ -148,7 +155,7 @@ class ProtocolResult:
         return "\n\n".join(parts + [f"VERDICT: {self.verdict}" + "".join(f"\n - {r}" for r in self.reasons)])
 
     def _repr_html_(self) -> str:
-        colour = "#d4edda" if self.go else "#f8d7da"
+        colour = "#d4edda" if self.go else "#fff3cd" if self.verdict == "SKIPPED" else "#f8d7da"
         body = "".join(f"<h4>{name}</h4>{report._repr_html_()}" for name, report in self.reports.items())
         reasons = "".join(f"<li>{r}</li>" for r in self.reasons)
         return f"{body}<div style='background:{colour};padding:6px'><b>VERDICT: {self.verdict}</b><ul>{reasons}</ul></div>"
@@ -182,7 +189,15 @@ def run_protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts
                           "" if ok else "eval loss did not fall: LR too low/high, labels wrong, or eval data unlike train")])
     reports["short_run"] = short
     reports["postflight"] = postflight(work, tokenizer, prompts, base_texts, max_new_tokens, base_hit_max=base_hit)
+    skipped = []
+    if has_random_weights(model):  # GPU rehearsal: what judges the weights' quality becomes a visible skip
+        for name, r in reports.items():
+            skipped += [f"{name}: {f.check}" for f in r.findings if f.check in WEIGHT_QUALITY_CHECKS]
+            r.findings = [skipped_for_random_weights(f) if f.check in WEIGHT_QUALITY_CHECKS else f for f in r.findings]
     fails = [f"{name}: {f.check}: {f.message}" for name, r in reports.items() for f in r.failed]
     warns = [f"(warn) {name}: {f.check}: {f.message}" for name, r in reports.items() for f in r.warnings]
+    if skipped and not fails:
+        return ProtocolResult("SKIPPED", [f"{RANDOM_WEIGHTS_SKIP}; no GO without trained weights "
+                                          f"(skipped: {', '.join(skipped)})"] + warns, reports)
     verdict = "NO-GO" if fails else "GO"
     return ProtocolResult(verdict, fails + warns if fails else (warns or ["every check passed"]), reports)
