@@ -82,6 +82,21 @@ def render_masked_tokens(tokenizer: Any, input_ids: Sequence[int], labels: Seque
                     + "<div style='white-space:pre-wrap'>" + "".join(spans) + "</div></div>")
 
 
+def bracket_trained(pieces: Sequence[str], trained: Sequence[bool]) -> str:
+    """Plain-text view for terminals and logs: ``[brackets]`` around each run of trained tokens.
+
+    >>> bracket_trained(["Hi", " there", "!"], [False, True, True])
+    'Hi[ there!]'
+    """
+    out, inside = [], False
+    for piece, flag in zip(pieces, trained):
+        if flag != inside:
+            out.append("[" if flag else "]")
+            inside = flag
+        out.append(piece)
+    return "".join(out) + ("]" if inside else "")
+
+
 def token_roles(tokenizer: Any, input_ids: Sequence[int], start_token: str = "<|im_start|>") -> list[str]:
     """The ChatML turn each token belongs to ('system', 'user', 'assistant'; 'pad' for padding), headers included.
 

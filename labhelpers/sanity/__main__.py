@@ -254,7 +254,8 @@ def _sample(rows: list[dict], n: int, seed: int) -> list[dict]:
 def sample_rows(trainer: Any, tokenizer: Any, n: int, seed: int, packing: bool) -> tuple[list[str], int]:
     """``n`` random collated training examples rendered with ``[trained]`` brackets, and how many there were."""
     from labhelpers.sanity.preflight import collated_batches, conversation_start
-    from labhelpers.sanity.tokens import IGNORE_INDEX, examples_in_batch, render_tokens
+    from labhelpers.display import IGNORE_INDEX, bracket_trained
+    from labhelpers.sanity.tokens import examples_in_batch
 
     start = conversation_start(tokenizer) if packing else None
     examples = [ex for b in collated_batches(trainer, None) for ex in examples_in_batch(b, start)]
@@ -264,7 +265,7 @@ def sample_rows(trainer: Any, tokenizer: Any, n: int, seed: int, packing: bool) 
         ids, labels = examples[i]
         pieces = [tokenizer.decode([t], skip_special_tokens=False) for t in ids]
         out.append(f"--- example {i} of {len(examples)} ({sum(lab != IGNORE_INDEX for lab in labels)} of {len(ids)} "
-                   f"tokens trained) ---\n" + render_tokens(pieces, [lab != IGNORE_INDEX for lab in labels], html_output=False))
+                   f"tokens trained) ---\n" + bracket_trained(pieces, [lab != IGNORE_INDEX for lab in labels]))
     return out, len(examples)
 
 

@@ -25,14 +25,13 @@ import torch
 from labhelpers.models import has_random_weights
 from labhelpers.sanity.postflight import skipped_for_random_weights
 from labhelpers.sanity.report import Finding, SanityReport
+from labhelpers.display import IGNORE_INDEX, bracket_trained, render_masked_tokens
 from labhelpers.sanity.tokens import (
-    IGNORE_INDEX,
     assistant_header,
     assistant_mask,
     end_of_turn_id,
     examples_in_batch,
     last_reply_split,
-    render_tokens,
     reply_ends,
     segments,
 )
@@ -624,8 +623,10 @@ def show_example(trainer_or_batch: Any, tokenizer: Any = None, index: int = 0, h
     if not 0 <= index < len(examples):
         raise IndexError(f"example {index} out of range: the batch has {len(examples)} examples; pass index < {len(examples)}")
     ids, labels = examples[index]
+    if html:
+        return render_masked_tokens(tokenizer, ids, labels)
     pieces = [tokenizer.decode([t], skip_special_tokens=False) for t in ids]
-    return render_tokens(pieces, [lab != IGNORE_INDEX for lab in labels], html_output=html)
+    return bracket_trained(pieces, [lab != IGNORE_INDEX for lab in labels])
 
 
 def empty_train_findings(n_raw: int | None, max_length: int | None) -> list[Finding]:

@@ -1,13 +1,15 @@
-"""Token-level helpers shared by the checks: which ids are assistant replies, segments of packed rows, rendering."""
+"""Token-level helpers shared by the checks: which ids are assistant replies, segments of packed rows.
+
+Rendering tokens (HTML or text) is ``labhelpers.display``'s job; ``IGNORE_INDEX`` lives there too.
+"""
 
 from __future__ import annotations
 
-import html
 from typing import Any, Sequence
 
 import torch
 
-IGNORE_INDEX = -100  # label value that the loss skips
+from labhelpers.display import IGNORE_INDEX
 
 
 def assistant_mask(ids: Sequence[int], header: Sequence[int], end_id: int) -> list[bool]:
@@ -129,32 +131,3 @@ def examples_in_batch(batch: dict[str, torch.Tensor], start: Sequence[int] | Non
         for s, e in pieces:
             out.append((row_ids[s:e], row_labels[s:e]))
     return out
-
-
-class HTMLText(str):
-    """A string that notebooks display as HTML."""
-
-    def _repr_html_(self) -> str:
-        return str(self)
-
-
-def render_tokens(pieces: Sequence[str], trained: Sequence[bool], html_output: bool = True) -> str:
-    """Join decoded tokens, marking trained ones: green/grey spans in HTML, ``[brackets]`` around trained text else.
-
-    >>> render_tokens(["Hi", " there", "!"], [False, True, True], html_output=False)
-    'Hi[ there!]'
-    """
-    if not html_output:
-        out, inside = [], False
-        for piece, t in zip(pieces, trained):
-            if t != inside:
-                out.append("[" if t else "]")
-                inside = t
-            out.append(piece)
-        return "".join(out) + ("]" if inside else "")
-    spans = []
-    for piece, t in zip(pieces, trained):
-        style = "background:#c3e6cb" if t else "background:#e2e3e5;color:#6c757d"
-        text = html.escape(piece).replace("\n", "&#8629;<br>")
-        spans.append(f"<span style='{style}'>{text}</span>")
-    return HTMLText("<div style='font-family:monospace;white-space:pre-wrap;line-height:1.6'>" + "".join(spans) + "</div>")
