@@ -1,6 +1,6 @@
 """Token-level helpers shared by the checks: which ids are assistant replies, segments of packed rows.
 
-Rendering tokens (HTML or text) is ``labhelpers.display``'s job; ``IGNORE_INDEX`` lives there too.
+Rendering tokens (HTML or text) and ``IGNORE_INDEX`` are ``labhelpers.display``'s.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from typing import Any, Sequence
 
 import torch
 
-from labhelpers.display import IGNORE_INDEX
 
 
 def assistant_mask(ids: Sequence[int], header: Sequence[int], end_id: int) -> list[bool]:
