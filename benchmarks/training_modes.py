@@ -23,25 +23,13 @@ import sys
 import time
 
 from benchmarks.report import format_table, save_json
+from labhelpers.memory import process_memory_bytes
 
 MODES = ("full", "checkpointing", "lora")
 BATCH, MAX_LENGTH = 4, 256  # the ci profile's per-device batch and max_length
 WARMUP_STEPS, TIMED_STEPS = 1, 3  # the warm-up step also allocates the AdamW states
 LORA_RANK = 16
 _MIB = 1024**2
-
-
-def _status_bytes(field: str = "VmRSS") -> int:
-    """A memory field of this process from Linux /proc: ``VmRSS`` (resident now) or ``VmHWM`` (resident peak).
-
-    >>> _status_bytes("VmHWM") >= _status_bytes("VmRSS") > 0
-    True
-    """
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
 
 
 def measure(mode: str, batch: int = BATCH, max_length: int = MAX_LENGTH, warmup: int = WARMUP_STEPS,
@@ -63,7 +51,7 @@ def measure(mode: str, batch: int = BATCH, max_length: int = MAX_LENGTH, warmup:
     if mode == "lora":
         import peft
     torch.manual_seed(0)
-    baseline = _status_bytes("VmRSS")
+    baseline = process_memory_bytes("VmRSS")
     recipe = recipe_for("cpu", "ci").with_sizes(per_device_train_batch_size=batch, max_length=max_length)
     model, _ = load_model_and_tokenizer(recipe=recipe, verbose=False)
     model.config.use_cache = False
@@ -89,7 +77,7 @@ def measure(mode: str, batch: int = BATCH, max_length: int = MAX_LENGTH, warmup:
         optimizer.zero_grad(set_to_none=True)
         if step >= warmup:
             times.append(time.perf_counter() - start)
-    peak = _status_bytes("VmHWM")
+    peak = process_memory_bytes("VmHWM")
     return {
         "mode": mode, "batch": batch, "max_length": max_length, "torch_threads": torch.get_num_threads(),
         "trainable_params": sum(p.numel() for p in trainable), "step_s": times,

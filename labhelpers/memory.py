@@ -268,3 +268,16 @@ def estimate_memory(model_or_config: Any, recipe: Recipe, *, lora_rank: int | No
     setup = Setup(recipe.sizes.per_device_train_batch_size, recipe.sizes.max_length, weight_bytes, amp, ckpt,
                   lora_rank, padded)
     return _breakdown(arch, setup)
+
+
+def process_memory_bytes(field: str = "VmRSS") -> int:
+    """A memory field of this process from Linux /proc: ``VmRSS`` (resident now) or ``VmHWM`` (resident peak), bytes.
+
+    >>> process_memory_bytes("VmHWM") >= process_memory_bytes("VmRSS") > 0
+    True
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")

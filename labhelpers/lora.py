@@ -1,0 +1,454 @@
+"""LoRA plumbing for notebook 12: the check of the student's ``LoraConfig``, parameter counts, a clean peak-memory
+measurement in a child process, the sanity findings an adapter run needs, and QLoRA's load arguments (CUDA only).
+
+The lesson itself (what ``r`` and ``lora_alpha`` do, which modules to target, why the learning rate is ~10x a full
+fine-tune's, ``merge_and_unload``) is written out in ``solutions/12_lora.ipynb``; this module holds what is not::
+
+    from labhelpers.lora import check_lora_config, lora_findings, measure_training_step, qlora_model_kwargs
+    check_lora_config(make_lora_config, model)               # the TODO's feedback
+    lora_findings(peft_model, 1e-3, tokenizer)               # adapter LR band, trainable modules, new tokens
+    measure_training_step(MODEL_ID, recipe, lora_rank=16)    # s/step and peak memory, in a fresh process
+    qlora_model_kwargs(recipe)                               # 4-bit load kwargs on CUDA; a clear error on a CPU
+
+LoRA in one line: a frozen weight ``W`` (out x in) gets a trainable update ``(lora_alpha / r) * B @ A`` with
+``A`` (r x in, random) and ``B`` (out x r, zeros), so the update starts at exactly zero and stays of rank <= r.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from labhelpers.checks import TodoCheckError, passed, require, student_code
+from labhelpers.memory import LORA_TARGETS, process_memory_bytes
+from labhelpers.sanity.report import Finding
+
+if TYPE_CHECKING:
+    from labhelpers.hardware import Recipe
+
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")  # a llama-style decoder layer's attention
+MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")  # ... and its MLP (two thirds of a layer's weights)
+FULL_COPY_MODULES = ("embed_tokens", "lm_head")  # trained as full copies (modules_to_save), never as LoRA pairs
+# Learning-rate bands for LoRA adapters (AdamW, alpha/r = 2). Measured on the lab's CPU with r=16 on all seven
+# projections, 40 steps of batch 4: lr 2e-4 taught 0% of the house format, 1e-3 taught 100% (full fine-tune: 1e-4).
+LORA_LR_LOW = 1e-4  # below: the adapters barely leave zero in a short run
+LORA_LR_HIGH = 3e-3  # above: loss spikes and forgetting become likely
+LORA_LR_FAIL = 1e-2  # above: expect divergence
+MEASURE_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}  # glibc: return freed mid-size tensors to the OS, so the peak RSS
+# measures tensors rather than allocator retention (benchmarks/training_modes.py: LoRA 3768 MiB without, 2395 with)
+
+
+# ------------------------------------------------------------------------------------------------ the TODO
+def _target_set(targets: Any) -> set[str] | str | None:
+    """A LoraConfig's ``target_modules`` as a set of names, a string (regex / 'all-linear') or None.
+
+    >>> sorted(_target_set(["q_proj", "v_proj"])), _target_set("all-linear"), _target_set(None)
+    (['q_proj', 'v_proj'], 'all-linear', None)
+    """
+    if targets is None or isinstance(targets, str):
+        return targets
+    return {str(t) for t in targets}
+
+
+def _scale_text(alpha: float, r: int) -> str:
+    """How a LoRA update is scaled, in words.
+
+    >>> _scale_text(32, 16)
+    'lora_alpha/r = 32/16 scales the update B @ A by 2'
+    """
+    return f"lora_alpha/r = {alpha:g}/{r} scales the update B @ A by {alpha / r:g}"
+
+
+def lora_config_problems(config: Any, rank: int, alpha: float, model: Any = None) -> list[str]:
+    """Everything wrong with a ``peft.LoraConfig`` for this lesson (rank ``rank``, ``lora_alpha`` ``alpha``, all seven
+    projections of a llama-style layer, a causal LM); each item says what is wrong and the fix. Empty when right.
+
+    >>> from peft import LoraConfig
+    >>> lora_config_problems(LoraConfig(r=16, lora_alpha=32, target_modules=list(LORA_TARGETS),
+    ...                                 task_type="CAUSAL_LM"), 16, 32)
+    []
+    >>> print(lora_config_problems(LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"]), 16, 32)[0])
+    task_type is None: task_type must be CAUSAL_LM (task_type="CAUSAL_LM" or TaskType.CAUSAL_LM), so peft wraps the model as a causal LM whose forward takes labels and whose generate() works
+    """
+    from peft import LoraConfig
+
+    if not isinstance(config, LoraConfig):
+        return [f"the result is a {type(config).__name__}, not a peft.LoraConfig: return LoraConfig(r=..., "
+                "lora_alpha=..., target_modules=[...], lora_dropout=..., task_type=\"CAUSAL_LM\")"]
+    problems = []
+    task = getattr(config.task_type, "value", config.task_type)
+    if task != "CAUSAL_LM":
+        problems.append(f"task_type is {task!r}: task_type must be CAUSAL_LM (task_type=\"CAUSAL_LM\" or "
+                        "TaskType.CAUSAL_LM), so peft wraps the model as a causal LM whose forward takes labels and "
+                        "whose generate() works")
+    if config.r != rank:
+        problems.append(f"r is {config.r!r}, the rank asked for is {rank}: pass r=rank (the function's argument), "
+                        "not a number of your own")
+    if config.lora_alpha != alpha:
+        problems.append(f"lora_alpha is {config.lora_alpha!r}, asked for {alpha:g}: {_scale_text(config.lora_alpha, config.r)}, "
+                        f"this lesson wants {_scale_text(alpha, rank).split(' scales')[0]} = {alpha / rank:g}; pass "
+                        "lora_alpha=alpha (too small a scale learns nothing at a sensible LR, too large one diverges)")
+    targets = _target_set(config.target_modules)
+    if targets is None:
+        problems.append("target_modules is None: peft then falls back to its per-architecture default (for llama "
+                        "only q_proj and v_proj); list the seven projections: " + ", ".join(LORA_TARGETS))
+    elif isinstance(targets, str):
+        if targets != "all-linear":
+            problems.append(f"target_modules is the string {targets!r}, which peft reads as a regular expression over "
+                            "full module names; pass a list of the seven projection names: " + ", ".join(LORA_TARGETS))
+    else:
+        full_copies = sorted(targets & set(FULL_COPY_MODULES))
+        if full_copies:
+            problems.append(f"target_modules lists {', '.join(full_copies)}: a rank-r update of a 49k-row embedding or "
+                            "output layer cannot add a token; train those as full copies with "
+                            "modules_to_save=[...] (only needed for new tokens) and keep target_modules to the projections")
+        missing_attn = [m for m in ATTENTION_PROJECTIONS if m not in targets]
+        missing_mlp = [m for m in MLP_PROJECTIONS if m not in targets]
+        if missing_mlp:
+            problems.append(f"target_modules misses the MLP projections gate_proj/up_proj/down_proj: {', '.join(missing_mlp)} "
+                            "missing. The MLP holds two thirds of each layer's weights and most of what a format "
+                            "change needs; add them")
+        if missing_attn:
+            problems.append(f"target_modules misses the attention projections q_proj/k_proj/v_proj/o_proj: "
+                            f"{', '.join(missing_attn)} missing; add them (every linear layer of the block is the "
+                            "QLoRA paper's finding: adapting all of them matches a full fine-tune best)")
+        if model is not None:
+            names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+            unknown = sorted(t for t in targets if t not in names)
+            if unknown:
+                problems.append(f"target_modules names {', '.join(unknown)}, which no module of this model is called "
+                                f"(its linear layers: {', '.join(_linear_names(model))}); check the spelling")
+    dropout = float(config.lora_dropout or 0.0)
+    if not 0.0 <= dropout <= 0.2:
+        problems.append(f"lora_dropout is {dropout:g}: keep it between 0 and 0.1 (0.05 is usual); it drops the input "
+                        "of the adapter, and more than ~0.2 slows learning for nothing on a short run")
+    if getattr(config, "bias", "none") != "none":
+        problems.append(f"bias is {config.bias!r}: keep bias=\"none\" (the llama projections have no bias; training "
+                        "biases changes the base model even with the adapter disabled)")
+    return problems
+
+
+def _linear_names(model: Any) -> list[str]:
+    """Distinct last names of the model's ``nn.Linear`` modules, in order of appearance."""
+    import torch
+
+    seen: dict[str, None] = {}
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if not isinstance(module, torch.nn.Linear) or any(p.startswith("lora_") for p in parts):
+            continue  # a LoRA pair's own layers are not targets
+        if parts[-1] == "base_layer" and len(parts) > 1:  # an adapted projection: name it, not its wrapped layer
+            parts = parts[:-1]
+        seen.setdefault(parts[-1], None)
+    return list(seen)
+
+
+@student_code("make_lora_config")
+def check_lora_config(make_lora_config: Callable[[int, float], Any] | Any, model: Any = None,
+                      cases: tuple[tuple[int, float], ...] = ((16, 32), (8, 8))) -> None:
+    """Call the student's ``make_lora_config(rank, alpha)`` for each ``(rank, alpha)`` of ``cases`` and say what is
+    wrong with the ``LoraConfig`` it returns (a ready ``LoraConfig`` is accepted too, checked against the first case).
+    ``model``: also check that every target module exists in it.
+
+    >>> from peft import LoraConfig
+    >>> check_lora_config(lambda r, a: LoraConfig(r=r, lora_alpha=a, target_modules=list(LORA_TARGETS),
+    ...                                           lora_dropout=0.05, task_type="CAUSAL_LM"))
+    ✓ LoraConfig: r and lora_alpha from the arguments (lora_alpha/r = 32/16 scales the update B @ A by 2), all 7 projections (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), dropout 0.05, CAUSAL_LM
+    >>> check_lora_config(lambda r, a: LoraConfig(r=r, lora_alpha=a, target_modules=["q_proj", "v_proj"],
+    ...                                           task_type="CAUSAL_LM"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    labhelpers.checks.TodoCheckError: make_lora_config(16, 32) returned a LoraConfig that does not fit this lesson:
+      - target_modules misses the MLP projections gate_proj/up_proj/down_proj: ...
+    """
+    for rank, alpha in cases:
+        config = make_lora_config(rank, alpha) if callable(make_lora_config) else make_lora_config
+        problems = lora_config_problems(config, rank, alpha, model)
+        call = f"make_lora_config({rank}, {alpha:g})" if callable(make_lora_config) else "your LoraConfig"
+        require(not problems, f"{call} returned a LoraConfig that does not fit this lesson:\n  - " + "\n  - ".join(problems),
+                "change those arguments and re-run the cell")
+        if not callable(make_lora_config):
+            break
+    first = make_lora_config(*cases[0]) if callable(make_lora_config) else make_lora_config
+    targets = _target_set(first.target_modules)
+    which = "all linear layers ('all-linear')" if isinstance(targets, str) else \
+        f"all {len(targets)} projections ({', '.join(t for t in LORA_TARGETS if t in targets)})"
+    passed(f"LoraConfig: r and lora_alpha from the arguments ({_scale_text(first.lora_alpha, first.r)}), {which}, "
+           f"dropout {float(first.lora_dropout or 0):g}, CAUSAL_LM")
+
+
+# --------------------------------------------------------------------------------------------- counting
+def trainable_parameters(model: Any) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts, tied weights counted once.
+
+    >>> import torch
+    >>> m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)); m[0].requires_grad_(False)  # doctest: +ELLIPSIS
+    Linear(...)
+    >>> trainable_parameters(m)
+    (8, 23)
+    """
+    unique = {p.data_ptr(): p for p in model.parameters()}.values()
+    return sum(p.numel() for p in unique if p.requires_grad), sum(p.numel() for p in unique)
+
+
+def lora_parameter_count(model: Any, rank: int, targets: tuple[str, ...] = LORA_TARGETS) -> int:
+    """Adapter parameters LoRA of rank ``rank`` adds: ``r x (in + out)`` for every ``nn.Linear`` named in ``targets``.
+
+    >>> import torch
+    >>> block = torch.nn.ModuleDict({"q_proj": torch.nn.Linear(8, 8), "up_proj": torch.nn.Linear(8, 16)})
+    >>> lora_parameter_count(block, 2, ("q_proj", "up_proj"))
+    80
+    """
+    import torch
+
+    return sum(rank * (m.in_features + m.out_features) for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets)
+
+
+def logits_tolerance(dtype: Any) -> tuple[float, float]:
+    """``(rtol, atol)`` for comparing the logits of a merged model with its adapter twin in ``dtype``.
+
+    Merging changes only the summation order (``W x + s B (A x)`` vs ``(W + s B A) x``), so fp32 agrees to a few
+    units in the 6th digit; half precision rounds the merged weight itself.
+
+    >>> import torch
+    >>> logits_tolerance(torch.float32), logits_tolerance(torch.bfloat16)
+    ((0.0001, 0.0001), (0.02, 0.1))
+    """
+    import torch
+
+    return {torch.float32: (1e-4, 1e-4), torch.float16: (1e-2, 5e-2)}.get(dtype, (2e-2, 1e-1))
+
+
+# --------------------------------------------------------------------------------------------- findings
+def _adapted_layers(model: Any) -> list[str]:
+    """Names of the modules carrying a LoRA pair (``lora_A``) with at least one adapter."""
+    return [name for name, m in model.named_modules()
+            if hasattr(m, "lora_A") and hasattr(m.lora_A, "keys") and len(m.lora_A.keys()) > 0]
+
+
+def _module_trains(model: Any, kind: str) -> bool:
+    """True when the module ``kind`` (``embed_tokens`` or ``lm_head``) or a full copy of it (``modules_to_save``)
+    has trainable weights."""
+    for name, param in model.named_parameters(remove_duplicate=False):  # a tied lm_head shares embed_tokens' weight
+        if kind in name.split(".") and param.requires_grad:
+            return True
+    return False
+
+
+def lora_findings(model: Any, learning_rate: float, tokenizer: Any, lora_config: Any = None) -> list[Finding]:
+    """Sanity findings for an adapter run (also for a plain model: then only what applies to any run).
+
+    * ``trainable_parameters``: fail when nothing has ``requires_grad``;
+    * ``lora_targets``: fail when the LoRA targets hit no module (``lora_config`` not yet applied, or a peft model
+      without adapters), warn when the MLP is left out;
+    * ``lora_learning_rate``: the adapter bands (warn < 1e-4: adapters start at zero and need ~10x a full
+      fine-tune's LR; warn > 3e-3; fail > 1e-2);
+    * ``new_tokens_trainable``: fail when the tokenizer has tokens beyond the model's original vocabulary (besides
+      the pad token) while the embeddings or the LM head are frozen: those rows would never be learned.
+
+    >>> import torch
+    >>> class Tok:
+    ...     vocab_size, pad_token_id, added_tokens_decoder = 10, 0, {}
+    ...     def __len__(self): return 10
+    >>> frozen = torch.nn.Linear(2, 2).requires_grad_(False)
+    >>> [(f.check, f.status) for f in lora_findings(frozen, 1e-3, Tok())]
+    [('trainable_parameters', 'fail'), ('new_tokens_trainable', 'pass')]
+    """
+    findings: list[Finding] = []
+    trainable, total = trainable_parameters(model)
+    if trainable == 0:
+        findings.append(Finding("trainable_parameters", "fail", f"0 of {total:,} parameters are trainable: "
+                                "training would change nothing (a frozen base model without adapters?)",
+                                "wrap the model with peft.get_peft_model(model, lora_config) before building the "
+                                "trainer, or unfreeze it (model.requires_grad_(True)) for a full fine-tune"))
+    else:
+        findings.append(Finding("trainable_parameters", "pass",
+                                f"{trainable:,} of {total:,} parameters trainable ({trainable / total:.2%})", ""))
+    is_peft = hasattr(model, "peft_config")
+    if lora_config is not None or is_peft:
+        config = lora_config if lora_config is not None else next(iter(model.peft_config.values()), None)
+        if lora_config is not None:  # not applied yet (or another one): match its targets against the module names
+            from peft.tuners.tuners_utils import check_target_module_exists
+
+            hits = [name for name, _ in model.named_modules()
+                    if name and "lora_" not in name and check_target_module_exists(lora_config, name)]
+        else:
+            hits = _adapted_layers(model)
+        targets = _target_set(getattr(config, "target_modules", None))
+        shown = targets if isinstance(targets, str) or targets is None else sorted(targets)
+        if not hits:
+            findings.append(Finding("lora_targets", "fail", f"the LoRA target_modules {shown!r} match no module of "
+                                    "this model: no adapter would be trained",
+                                    "name the model's linear layers: " + ", ".join(_linear_names(model))))
+        else:
+            kinds = {h.rsplit(".", 1)[-1] for h in hits}
+            if isinstance(targets, set) and not (kinds & set(MLP_PROJECTIONS)):
+                findings.append(Finding("lora_targets", "warn", f"LoRA adapts {len(hits)} modules, attention only "
+                                        f"({', '.join(sorted(kinds))}): the MLP holds 2/3 of each layer",
+                                        "add gate_proj, up_proj, down_proj to target_modules"))
+            else:
+                findings.append(Finding("lora_targets", "pass", f"LoRA adapts {len(hits)} modules "
+                                        f"({', '.join(t for t in LORA_TARGETS if t in kinds) or ', '.join(sorted(kinds))})", ""))
+        scale = (config.lora_alpha / config.r) if config is not None and getattr(config, "r", 0) else None
+        at = f" (update scaled by lora_alpha/r = {scale:g})" if scale is not None else ""
+        if learning_rate > LORA_LR_FAIL:
+            findings.append(Finding("lora_learning_rate", "fail", f"lr {learning_rate:g} for LoRA adapters{at}: "
+                                    f"above {LORA_LR_FAIL:g}, expect divergence", f"use 2e-4..{LORA_LR_HIGH:g} (lab: 1e-3)"))
+        elif learning_rate > LORA_LR_HIGH:
+            findings.append(Finding("lora_learning_rate", "warn", f"lr {learning_rate:g} for LoRA adapters{at} is "
+                                    f"above {LORA_LR_HIGH:g}: loss spikes and forgetting become likely", "try 1e-3"))
+        elif learning_rate < LORA_LR_LOW:
+            findings.append(Finding("lora_learning_rate", "warn", f"lr {learning_rate:g} for LoRA adapters{at} is "
+                                    f"below {LORA_LR_LOW:g}: LoRA adapters start at zero and need ~10x a full "
+                                    "fine-tune's LR", "use ~10x the full fine-tune's LR, e.g. 1e-3 "
+                                    "(lab, 40 steps at r=16: 2e-4 taught 0% of the format, 1e-3 taught 100%)"))
+        else:
+            findings.append(Finding("lora_learning_rate", "pass", f"lr {learning_rate:g} for LoRA adapters{at}", ""))
+    findings.append(_new_token_finding(model, tokenizer))
+    return findings
+
+
+def _new_token_finding(model: Any, tokenizer: Any) -> Finding:
+    """The ``new_tokens_trainable`` finding (see :func:`lora_findings`)."""
+    original = int(getattr(tokenizer, "vocab_size", len(tokenizer)))
+    decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    new = {i: str(getattr(t, "content", t)) for i, t in decoder.items() if i >= original}
+    pad = getattr(tokenizer, "pad_token_id", None)
+    learned = {i: t for i, t in new.items() if i != pad}  # the pad token is never a label: it needs no training
+    rows = model.get_input_embeddings().num_embeddings if hasattr(model, "get_input_embeddings") else None
+    if rows is not None and len(tokenizer) > rows:
+        return Finding("new_tokens_trainable", "fail", f"the tokenizer has {len(tokenizer)} tokens but the embedding "
+                       f"only {rows} rows: ids >= {rows} crash the forward", "model.resize_token_embeddings(len(tokenizer)) "
+                       "before wrapping the model")
+    if not learned:
+        return Finding("new_tokens_trainable", "pass", f"no tokens beyond the original {original:,}-token vocabulary"
+                       + (" other than the pad token" if new else ""), "")
+    frozen = [k for k in FULL_COPY_MODULES if rows is not None and not _module_trains(model, k)]
+    names = ", ".join(list(learned.values())[:4]) + (" ..." if len(learned) > 4 else "")
+    if frozen:
+        return Finding("new_tokens_trainable", "fail", f"{len(learned)} new token(s) ({names}) beyond the original "
+                       f"{original:,}-token vocabulary, but {' and '.join(frozen)} is frozen: their rows keep their "
+                       "random initialisation and the model can never learn to read or emit them",
+                       'add modules_to_save=["embed_tokens", "lm_head"] to the LoraConfig (full trainable copies), '
+                       "or use the model's existing special tokens instead of new ones")
+    return Finding("new_tokens_trainable", "pass", f"{len(learned)} new token(s) ({names}); embeddings and LM head train", "")
+
+
+# ------------------------------------------------------------------------------------------ measuring
+def _measure_here(model_id: str, profile: str, batch: int, max_length: int, lora_rank: int | None, steps: int) -> dict:
+    """Train ``steps`` steps on random tokens in this (fresh) process; the peak memory and the step times."""
+    import torch
+    from transformers import LlamaForCausalLM  # noqa: F401  (model code imported before the baseline)
+
+    from labhelpers.hardware import detect_recipe
+    from labhelpers.memory import estimate_memory
+    from labhelpers.models import load_model_and_tokenizer
+
+    recipe = detect_recipe(profile).with_sizes(per_device_train_batch_size=batch, max_length=max_length)
+    cuda = recipe.device.type == "cuda"
+    torch.manual_seed(0)
+    baseline = torch.cuda.memory_allocated() if cuda else process_memory_bytes("VmRSS")
+    model, _ = load_model_and_tokenizer(model_id, recipe, verbose=False)
+    model.config.use_cache = False
+    model.train()
+    estimate = estimate_memory(model, recipe, lora_rank=lora_rank, padded=False)
+    if lora_rank is not None:
+        import peft
+
+        model = peft.get_peft_model(model, peft.LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0,
+                                                           target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM"))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5)  # the step size does not change the memory
+    ids = torch.randint(3, model.config.vocab_size, (batch, max_length), generator=torch.Generator().manual_seed(0))
+    ids = ids.to(model.device)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        with recipe.autocast():
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() if cuda else process_memory_bytes("VmHWM")
+    return {"mode": "full" if lora_rank is None else f"lora r={lora_rank}", "device": recipe.device.type,
+            "how": "torch.cuda.max_memory_allocated" if cuda else "VmHWM - RSS before loading (child process)",
+            "batch": batch, "max_length": max_length, "steps": steps, "step_s": times,
+            "trainable_params": sum(p.numel() for p in params), "peak_bytes": peak - baseline,
+            "estimate": {k: getattr(estimate, k) for k in ("weights", "gradients", "optimizer_states", "activations", "total")}}
+
+
+def measure_training_step(model_id: str, recipe: Recipe, lora_rank: int | None = None, steps: int = 3,
+                          timeout: float = 900) -> dict:
+    """Seconds per step and peak training memory of a full fine-tune (``lora_rank=None``) or LoRA, measured in a
+    fresh Python process (``sys.executable``) at the recipe's batch x max_length on random tokens.
+
+    A child process, because the peak of this one holds whatever the notebook loaded before. On a CPU the peak is
+    Linux's ``VmHWM`` (high-water resident memory) minus the resident memory before the model was loaded, with
+    glibc told to return freed tensors (:data:`MEASURE_ENV`); on CUDA ``torch.cuda.max_memory_allocated``. The first
+    step allocates the AdamW states, so ``steps >= 2`` reaches the real peak; the step times include it (use the last).
+    """
+    if steps < 2:
+        raise ValueError(f"steps={steps}: the peak comes on the second step (after AdamW allocates its states); pass >= 2")
+    args = json.dumps({"model_id": model_id, "profile": recipe.profile, "batch": recipe.sizes.per_device_train_batch_size,
+                       "max_length": recipe.sizes.max_length, "lora_rank": lora_rank, "steps": steps})
+    env = {**os.environ, **MEASURE_ENV}
+    done = subprocess.run([sys.executable, "-m", "labhelpers.lora", "measure", args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"the measuring process failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------------ QLoRA
+class QLoRAUnavailable(RuntimeError):
+    """QLoRA cannot run here; the message says why and what to use instead."""
+
+
+def qlora_model_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments that load the base model in 4-bit NF4 for QLoRA (CUDA only).
+
+    The base weights are stored in 4 bits (double-quantised NF4), the matmuls run in the recipe's half precision
+    (bf16 on cc >= 8, else fp16), and the LoRA adapters train in fp32 on top. Raises :class:`QLoRAUnavailable` on a
+    CPU or when ``bitsandbytes`` is missing.
+
+    >>> from labhelpers.hardware import recipe_for
+    >>> qlora_model_kwargs(recipe_for("cpu", "ci"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    labhelpers.lora.QLoRAUnavailable: QLoRA needs CUDA: bitsandbytes 4-bit kernels ...
+    """
+    import importlib.util
+
+    import torch
+
+    if recipe.device.type != "cuda":
+        raise QLoRAUnavailable(
+            f"QLoRA needs CUDA: bitsandbytes 4-bit kernels (NF4 storage, dequantised on the fly into fp16/bf16 "
+            f"matmuls) run on NVIDIA GPUs, and this recipe trains on {recipe.device.type} ({recipe.device_name}); "
+            "use LoRA on fp32 weights here (a 135M model needs ~0.5 GB for its weights, so 4-bit storage would save "
+            "little anyway)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise QLoRAUnavailable("QLoRA needs the bitsandbytes package, which is not installed: in Colab run "
+                               "!pip install -q \"bitsandbytes>=0.46.1,<1\" (transformers 5 needs >= 0.46.1) and restart the runtime")
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if recipe.bf16 else torch.float16
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=compute)
+    return {"quantization_config": quantization, "dtype": compute, "attn_implementation": recipe.attn_implementation,
+            "device_map": {"": torch.cuda.current_device()}}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "measure":
+        print(json.dumps(_measure_here(**json.loads(sys.argv[2]))))
+    else:
+        raise SystemExit("usage: python -m labhelpers.lora measure '{\"model_id\": ..., ...}'")
