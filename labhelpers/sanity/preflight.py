@@ -22,6 +22,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from labhelpers.lora import lora_findings
 from labhelpers.models import has_random_weights
 from labhelpers.sanity.postflight import skipped_for_random_weights
 from labhelpers.sanity.report import Finding, SanityReport
@@ -693,6 +694,8 @@ def preflight(trainer: Any, level: str = "quick", dataset: Any = None, max_batch
         n_params = sum(p.numel() for p in model.parameters())
         report.extend(hyperparameter_findings(args.learning_rate, _warmup(args), _is_lora(model), n_params,
                                               len(trainer.train_dataset), eff, args.max_steps, args.num_train_epochs))
+        # what trains: nothing frozen by mistake, LoRA targets hit and its LR band, new tokens learnable
+        report.extend(lora_findings(model, args.learning_rate, tokenizer))
         report.extend(eval_findings(trainer, dataset))
         if getattr(args, "logging_nan_inf_filter", False):
             report.extend([Finding("logging_nan_inf_filter", "warn",
