@@ -62,6 +62,9 @@ def summary_lines(run: Path, timings: dict[str, float], reference_s: float | Non
                      f"eval loss {training.get('first_eval_loss')} -> {training.get('last_eval_loss')}")
     if comparison:
         lines += comparison_lines(comparison)
+    boards = sorted(p.name for p in (run / "tensorboard").glob("*") if p.is_dir())
+    if boards:
+        lines.append(f"TensorBoard runs ({', '.join(boards)}): tensorboard --logdir {run / 'tensorboard'}")
     return lines
 
 
