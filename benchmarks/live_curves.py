@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import format_table, save_json
+from benchmarks.report import format_table, save_json, step_clock
 
 VARIANTS = ("none", "headless", "live", "live-every-step")
 REPEATS = 4  # runs per variant
@@ -73,26 +73,11 @@ def live_callback(variant: str, path: Path) -> Any:
 
 def timed_run(variant: str, model: Any, tokenizer: Any, rows: Any, timed_steps: int = TIMED_STEPS) -> dict[str, Any]:
     """Seconds of each timed step (after 1 warm-up) of one run on a fresh copy of ``model``, and the redraw counts."""
-    from transformers import TrainerCallback
     from trl import SFTTrainer
 
     from labhelpers.hardware import recipe_for
 
-    begins: list[float] = []
-    ends: list[float] = []
-
-    class Clock(TrainerCallback):
-        """Step = on_step_begin to on_step_end, or to that step's on_log when it logs (the callbacks run there)."""
-
-        def on_step_begin(self, *args: Any, **kwargs: Any) -> None:
-            begins.append(time.perf_counter())
-
-        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
-            ends.append(time.perf_counter())
-
-        def on_log(self, *args: Any, logs: dict | None = None, **kwargs: Any) -> None:
-            if logs and "loss" in logs and len(ends) == len(begins):
-                ends[-1] = time.perf_counter()
+    clock = step_clock()
 
     with tempfile.TemporaryDirectory(prefix=f"bench-live-{variant}-") as out:
         config = recipe_for("cpu", "ci").sft_config(out, max_steps=1 + timed_steps, max_length=MAX_LENGTH,
@@ -101,10 +86,10 @@ def timed_run(variant: str, model: Any, tokenizer: Any, rows: Any, timed_steps: 
         curves = live_callback(variant, Path(out) / "live.png")
         trainer = SFTTrainer(model=copy.deepcopy(model), args=config, train_dataset=rows, processing_class=tokenizer,
                              callbacks=[curves] if curves else None)
-        trainer.add_callback(Clock())  # last, so LiveCurves' work in on_log is inside the interval
+        trainer.add_callback(clock)  # last, so LiveCurves' work in on_log is inside the interval
         trainer.train()
         saved = curves is not None and (Path(out) / "live.png").stat().st_size > 0
-    return {"step_s": [b - a for a, b in zip(begins, ends)][1:], "redraws": curves.redraws if curves else 0,
+    return {"step_s": clock.step_seconds()[1:], "redraws": curves.redraws if curves else 0,
             "render_s": curves.render_s if curves else 0.0, "png_saved": saved}
 
 

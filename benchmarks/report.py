@@ -29,3 +29,34 @@ def save_json(name: str, figures: dict[str, Any], folder: Path = Path("benchmark
     path = folder / f"{name}.json"
     path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
     return path
+
+
+def step_clock() -> Any:
+    """A ``TrainerCallback`` timing each optimizer step; ``clock.step_seconds()`` lists them (warm-up included).
+
+    A step runs from on_step_begin to on_step_end, or to that step's own on_log when it logs (the other callbacks'
+    work happens there); eval logs and the final summary do not count. Add it last, so that work is inside.
+    """
+    import time
+
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self) -> None:
+            self.begins: list[float] = []
+            self.ends: list[float] = []
+
+        def on_step_begin(self, *args: Any, **kwargs: Any) -> None:
+            self.begins.append(time.perf_counter())
+
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            self.ends.append(time.perf_counter())
+
+        def on_log(self, *args: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            if logs and "loss" in logs and len(self.ends) == len(self.begins):
+                self.ends[-1] = time.perf_counter()
+
+        def step_seconds(self) -> list[float]:
+            return [end - begin for begin, end in zip(self.begins, self.ends)]
+
+    return StepClock()

@@ -27,7 +27,7 @@ import tempfile
 import time
 from typing import Any
 
-from benchmarks.report import format_table, save_json
+from benchmarks.report import format_table, save_json, step_clock
 
 VARIANTS = ("lab", "plain")
 REPEATS = 4  # runs per variant (a loaded machine: --repeats 3)
@@ -77,27 +77,11 @@ def lab_config(output_dir: str, max_steps: int, seed: int) -> Any:
 def timed_run(variant: str, model: Any, tokenizer: Any, train: Any, evaluation: Any, seed: int,
               timed_steps: int = TIMED_STEPS) -> list[float]:
     """Seconds of each timed step of one run (after 1 warm-up step) on a fresh copy of ``model``."""
-    from transformers import TrainerCallback
     from trl import SFTTrainer
 
     from labhelpers.sanity import SanityMonitor
 
-    begins: list[float] = []
-    ends: list[float] = []
-
-    class Clock(TrainerCallback):
-        """Step = on_step_begin to on_step_end, or to that step's on_log when it logs (the callbacks run there)."""
-
-        def on_step_begin(self, *args: Any, **kwargs: Any) -> None:
-            begins.append(time.perf_counter())
-
-        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
-            ends.append(time.perf_counter())
-
-        def on_log(self, *args: Any, logs: dict | None = None, **kwargs: Any) -> None:
-            # a step's own log (loss, grad_norm): not eval logs nor the final summary after the end-of-run eval/save
-            if logs and "loss" in logs and len(ends) == len(begins):
-                ends[-1] = time.perf_counter()
+    clock = step_clock()
 
     with tempfile.TemporaryDirectory(prefix=f"bench-overhead-{variant}-") as out:
         if variant == "lab":
@@ -107,9 +91,9 @@ def timed_run(variant: str, model: Any, tokenizer: Any, train: Any, evaluation: 
         else:
             trainer = SFTTrainer(model=copy.deepcopy(model), args=plain_config(out, 1 + timed_steps, seed),
                                  train_dataset=train, processing_class=tokenizer)
-        trainer.add_callback(Clock())  # last, so the other callbacks' work between steps is inside the interval
+        trainer.add_callback(clock)  # last, so the other callbacks' work between steps is inside the interval
         trainer.train()
-    return [b - a for a, b in zip(begins, ends)][1:]  # drop the warm-up step
+    return clock.step_seconds()[1:]  # drop the warm-up step
 
 
 def main(repeats: int = REPEATS, timed_steps: int = TIMED_STEPS) -> dict:
