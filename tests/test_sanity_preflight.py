@@ -62,6 +62,8 @@ def test_prerendered_text_with_double_bos_and_other_template(model_and_tokenizer
     s = statuses(report)
     assert s["prompt_tokens_trained"] == "fail" and s["double_bos"] == "fail" and s["template_round_trip"] == "fail"
     assert s["eval_split"] == "warn"
+    # the text ends in "<|im_end|>\n" and TRL appends its own <|im_end|>: every row closes its last turn twice
+    assert s["doubled_end_of_turn"] == "fail" and "strip the trailing" in report.by_check("doubled_end_of_turn").fix
 
 
 def _pad_is_eos_collator(tok):

@@ -26,13 +26,16 @@ _EXPORTS = {  # name -> submodule that defines it
     "check_dataset": "dataset",
     "collated_batches": "preflight",
     "generate_replies": "postflight",
+    "generation_findings": "config",
     "hyperparameter_findings": "preflight",
     "lr_range_test": "protocol",
     "overfit_test": "protocol",
+    "plan_run": "config",
     "postflight": "postflight",
     "precision_findings": "preflight",
     "preflight": "preflight",
     "run_protocol": "protocol",
+    "schedule_findings": "config",
     "show_example": "preflight",
 }
 

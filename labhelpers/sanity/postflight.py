@@ -8,6 +8,8 @@ from typing import Any, Sequence
 from labhelpers.behaviour import house_format_rate
 from labhelpers.compare import new_token_counts
 from labhelpers.generation import generate_replies
+from labhelpers.sanity.config import generation_findings
+from labhelpers.sanity.tokens import end_of_turn_id
 from labhelpers.models import has_random_weights
 from labhelpers.sanity.report import Finding, SanityReport
 
@@ -100,4 +102,8 @@ def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs:
                            "tuning made the target format rarer: check data and LR" if worse else "")])
     if has_random_weights(model):  # every finding above judges reply quality: noise from random weights
         report.findings = [skipped_for_random_weights(f) for f in report.findings]
+    if tokenizer is not None and getattr(model, "generation_config", None) is not None:
+        # the settings these replies were generated with (generate_replies: greedy, the model's own stop token)
+        report.extend(generation_findings(model.generation_config, end_of_turn_id(tokenizer), tokenizer.eos_token,
+                                          do_sample=False))
     return report

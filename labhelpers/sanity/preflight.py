@@ -26,6 +26,7 @@ from labhelpers.lora import lora_findings
 from labhelpers.models import has_random_weights
 from labhelpers.sanity.postflight import skipped_for_random_weights
 from labhelpers.sanity.report import Finding, SanityReport
+from labhelpers.sanity.config import doubled_end_findings, generation_findings, plan_run, schedule_findings
 from labhelpers.display import IGNORE_INDEX, bracket_trained, render_masked_tokens
 from labhelpers.sanity.tokens import (
     assistant_header,
@@ -694,6 +695,14 @@ def preflight(trainer: Any, level: str = "quick", dataset: Any = None, max_batch
         n_params = sum(p.numel() for p in model.parameters())
         report.extend(hyperparameter_findings(args.learning_rate, _warmup(args), _is_lora(model), n_params,
                                               len(trainer.train_dataset), eff, args.max_steps, args.num_train_epochs))
+        # the schedule as this run will have it: steps counted after packing, from the dataloader's length
+        plan = plan_run(args, len(trainer.get_train_dataloader()))
+        report.extend(schedule_findings(args, plan, trainer.eval_dataset is not None))
+        end = end_of_turn_id(tokenizer)
+        report.extend(doubled_end_findings([ids for ids, _ in examples], end, tokenizer.eos_token,
+                                           tokenizer.encode("\n", add_special_tokens=False)))
+        if getattr(model, "generation_config", None) is not None:
+            report.extend(generation_findings(model.generation_config, end, tokenizer.eos_token))
         # what trains: nothing frozen by mistake, LoRA targets hit and its LR band, new tokens learnable
         report.extend(lora_findings(model, args.learning_rate, tokenizer))
         report.extend(eval_findings(trainer, dataset))
