@@ -1,4 +1,9 @@
-"""Load chat datasets (hub, bundled offline copy or a local file/folder) and validate conversations before tokenizing.
+"""Load chat datasets (hub, bundled copies or a local file/folder) and validate conversations before tokenizing.
+
+The lesson's default, :data:`LAB_DATASET` (``"sft-lab/house-format"``), is bundled and loads the same online and
+offline, so a student's numbers match CI's; its replies follow a house format a short run visibly learns.
+``"HuggingFaceH4/no_robots"`` is one parameter away: the real data from the hub, or offline a bundled stand-in with
+natural replies (no house format), so the real-data path runs here too.
 
 Rows follow the ``HuggingFaceH4/no_robots`` schema: ``prompt``, ``prompt_id``, ``messages`` (a list of
 ``{"content", "role"}`` dicts) and ``category``. Only ``messages`` is required. Local files may also be ShareGPT,
@@ -27,8 +32,11 @@ if TYPE_CHECKING:  # imported lazily: `datasets` costs ~1 s, and the sanity CLI 
     from labhelpers.formats import FormatReport
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled_data"  # train.jsonl + test.jsonl, see its README.md
-DEFAULT_DATASET = "HuggingFaceH4/no_robots"
-BUNDLED_STANDS_IN_FOR = (DEFAULT_DATASET,)  # hub names the bundled copy replaces offline
+LAB_DATASET = "sft-lab/house-format"  # the lesson's data: bundled, the same online and offline
+NO_ROBOTS = "HuggingFaceH4/no_robots"  # the seed lab's real data (hub); offline, its natural-reply stand-in
+DEFAULT_DATASET = LAB_DATASET
+BUNDLED = {LAB_DATASET: BUNDLED_DIR, NO_ROBOTS: BUNDLED_DIR / "natural"}  # name -> folder (train/test.jsonl)
+BUNDLED_STANDS_IN_FOR = (NO_ROBOTS,)  # hub names a bundled copy replaces only when the hub is unreachable
 SOURCES = ("auto", "hub", "bundled")
 VALIDATE_MODES = ("raise", "drop", "off")
 ROLES = ("system", "user", "assistant")
@@ -535,21 +543,46 @@ def _load_hub(name: str, test_size: float, seed: int) -> datasets.DatasetDict:
 
 
 def _load_bundled(name: str, validate: str = "raise") -> datasets.DatasetDict:
-    """The bundled copy, announced in one line when it stands in for a hub name."""
-    if name not in BUNDLED_STANDS_IN_FOR:
-        raise ValueError(f"no bundled copy of {name!r}; offline the choices are {list(BUNDLED_STANDS_IN_FOR)} "
+    """A bundled copy; one line says so when it stands in for a hub dataset.
+
+    >>> _load_bundled("someone/other")
+    Traceback (most recent call last):
+    ...
+    ValueError: no bundled copy of 'someone/other'; offline the choices are ['sft-lab/house-format', 'HuggingFaceH4/no_robots'] or a local .jsonl file / folder; connect to the hub to load other names
+    """
+    if name not in BUNDLED:
+        raise ValueError(f"no bundled copy of {name!r}; offline the choices are {list(BUNDLED)} "
                          "or a local .jsonl file / folder; connect to the hub to load other names")
-    loaded = load_local(BUNDLED_DIR, validate=validate)
-    print(f"offline: using the bundled sft-lab chat dataset ({len(loaded['train'])} train / "
-          f"{len(loaded['test'])} test) in place of {name}")
+    loaded = load_local(BUNDLED[name], validate=validate)
+    if name in BUNDLED_STANDS_IN_FOR:
+        print(f"offline: using the bundled natural-reply stand-in ({len(loaded['train'])} train / "
+              f"{len(loaded['test'])} test, no_robots schema, no house format) in place of {name}")
     return loaded
+
+
+def dataset_source(name_or_path: str) -> str:
+    """Where :func:`load_chat_dataset` takes ``name_or_path`` from, in words (for model cards and run summaries).
+
+    >>> dataset_source("sft-lab/house-format")
+    'sft-lab/house-format (bundled with labhelpers: labhelpers/bundled_data)'
+    """
+    from labhelpers.hub import use_hub
+
+    if name_or_path == LAB_DATASET:
+        return f"{LAB_DATASET} (bundled with labhelpers: labhelpers/bundled_data)"
+    if Path(name_or_path).exists():
+        return f"the local file/folder {name_or_path}"
+    if name_or_path in BUNDLED_STANDS_IN_FOR and not use_hub():
+        return f"the bundled natural-reply stand-in for {name_or_path} (labhelpers/bundled_data/natural; offline)"
+    return f"{name_or_path} (Hugging Face hub)"
 
 
 def load_chat_dataset(name_or_path: str = DEFAULT_DATASET, *, source: str = "auto", test_size: float = 0.1,
                       seed: int = 42, validate: str = "raise") -> datasets.DatasetDict:
     """A ``DatasetDict`` with ``train`` and ``test`` from a local path, the hub, or the bundled offline copy.
 
-    source: "auto" (local path if it exists, else hub when reachable, else bundled), "hub" or "bundled".
+    source: "auto" (local path if it exists; :data:`LAB_DATASET` from its bundled copy; else the hub when reachable,
+    else a bundled stand-in), "hub" or "bundled".
     A local path is a file or a train/test folder in any format and extension `load_rows` reads (ShareGPT, Alpaca and
     prompt/completion rows are converted to ``messages`` and announced in one line).
     validate: "raise" (ConversationFormatError on bad rows), "drop" (remove them, print counts) or "off".
@@ -561,7 +594,7 @@ def load_chat_dataset(name_or_path: str = DEFAULT_DATASET, *, source: str = "aut
     looks_local = Path(name_or_path).exists() or str(name_or_path).lower().endswith(EXTENSIONS + (".ndjson",))
     if looks_local and source != "hub":  # local rows are validated before Arrow sees them
         return load_local(name_or_path, test_size=test_size, seed=seed, validate=validate)
-    if source == "bundled":
+    if source == "bundled" or (name_or_path == LAB_DATASET and source == "auto"):
         return _load_bundled(name_or_path, validate)
     if source == "auto":
         from labhelpers.hub import use_hub

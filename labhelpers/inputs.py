@@ -115,7 +115,7 @@ def check_run_inputs(profile: str | None = None, dataset: str = DEFAULT_DATASET,
     from labhelpers.runs import default_run_dir
 
     recipe = _resolve_recipe(profile, sizes)
-    run = Path(run_dir).expanduser() if run_dir else default_run_dir(recipe.profile)
+    run = Path(run_dir).expanduser() if run_dir else default_run_dir(recipe.profile, dataset=dataset)
     check_output_dir(run)
     if tokenizer is not None:
         overhead = template_overhead(tokenizer)

@@ -224,6 +224,56 @@ def logits_tolerance(dtype: Any) -> tuple[float, float]:
     return {torch.float32: (1e-4, 1e-4), torch.float16: (1e-2, 5e-2)}.get(dtype, (2e-2, 1e-1))
 
 
+# ----------------------------------------------------------------------------------- a finished adapter run
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # what peft's save_pretrained writes next to adapter_config.json
+
+
+def adapter_settings(peft_model: Any) -> dict[str, Any]:
+    """The default adapter's run-defining settings (what the SFTConfig does not hold), JSON-ready.
+
+    >>> from types import SimpleNamespace as NS
+    >>> cfg = NS(r=16, lora_alpha=32, target_modules={"v_proj", "q_proj"}, lora_dropout=0.05, bias="none",
+    ...          modules_to_save=None, use_rslora=False)
+    >>> adapter_settings(NS(peft_config={"default": cfg}))["target_modules"]
+    ['q_proj', 'v_proj']
+    """
+    cfg = peft_model.peft_config["default"]
+    targets = cfg.target_modules
+    return {"r": cfg.r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout, "bias": cfg.bias,
+            "target_modules": sorted(targets) if not isinstance(targets, str) else targets,
+            "modules_to_save": sorted(cfg.modules_to_save or []), "use_rslora": getattr(cfg, "use_rslora", False)}
+
+
+def finished_adapters_or_train(peft_model: Any, config: Any, train_rows: Any,
+                               train: Callable[[], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
+    """``(log_history, trained_now)``: train the adapters (``train()``, then save them to ``output_dir/adapter``), or,
+    when that folder holds a finished run with the same settings, rows and adapter settings, load its adapters into
+    ``peft_model`` instead (see :func:`labhelpers.training.finished_run_or_train`; delete the folder to train again).
+    """
+    from pathlib import Path
+
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from labhelpers.training import FINISHED_RUN_FILE, finished_run_or_train
+
+    adapter_dir = Path(config.output_dir) / "adapter"
+    if not (adapter_dir / ADAPTER_WEIGHTS).is_file():  # a finished-run record without its adapters proves nothing
+        (Path(config.output_dir) / FINISHED_RUN_FILE).unlink(missing_ok=True)
+    trained = []
+
+    def train_and_save() -> list[dict[str, Any]]:
+        history = train()
+        peft_model.save_pretrained(str(adapter_dir))
+        trained.append(True)
+        return history
+
+    history = finished_run_or_train(config, train_rows, train_and_save, extra=adapter_settings(peft_model))
+    if not trained:
+        set_peft_model_state_dict(peft_model, load_file(str(adapter_dir / ADAPTER_WEIGHTS)))
+    return history, bool(trained)
+
+
 # --------------------------------------------------------------------------------------------- findings
 def _adapted_layers(model: Any) -> list[str]:
     """Names of the modules carrying a LoRA pair (``lora_A``) with at least one adapter."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,27 @@ def project_root(start: Path | None = None) -> Path | None:
     return None
 
 
-def default_run_dir(profile: str, override: str | os.PathLike | None = None) -> Path:
+def dataset_slug(dataset: str | None) -> str:
+    """The run-folder suffix for ``dataset``: '' for the lesson's bundled data, else a short path-safe name.
+
+    >>> dataset_slug(None), dataset_slug("sft-lab/house-format"), dataset_slug("HuggingFaceH4/no_robots")
+    ('', '', 'huggingfaceh4-no-robots')
+    >>> dataset_slug("/data/my chats.jsonl")
+    'my-chats'
+    """
+    from labhelpers.data import LAB_DATASET
+
+    if dataset in (None, LAB_DATASET):
+        return ""
+    name = Path(dataset).stem if Path(dataset).suffix else str(dataset)
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
+
+
+def default_run_dir(profile: str, override: str | os.PathLike | None = None, dataset: str | None = None) -> Path:
     """Path of the run folder for ``profile`` (not created): ``override``, else ``$LAB_RUN_DIR``, else
     ``$LAB_RUN_ROOT/<profile>`` (set by the Colab install cell for Google Drive), else
-    ``<checkout>/runs/<profile>`` (``./sft-lab-runs/<profile>`` outside a checkout).
+    ``<checkout>/runs/<profile>`` (``./sft-lab-runs/<profile>`` outside a checkout). Another ``dataset`` than the
+    lesson's gets its own folder, ``<profile>-<dataset>``, so its runs never mix with the lesson's.
 
     >>> default_run_dir("ci", "/tmp/sft-doc-run").as_posix()
     '/tmp/sft-doc-run'
@@ -41,20 +59,34 @@ def default_run_dir(profile: str, override: str | os.PathLike | None = None) -> 
     chosen = override or os.environ.get("LAB_RUN_DIR")
     if chosen:
         return Path(chosen).expanduser()
+    name = "-".join(filter(None, (profile, dataset_slug(dataset))))
     if os.environ.get("LAB_RUN_ROOT"):
-        return Path(os.environ["LAB_RUN_ROOT"]).expanduser() / profile
+        return Path(os.environ["LAB_RUN_ROOT"]).expanduser() / name
     root = project_root()
-    return root / "runs" / profile if root else Path.cwd() / "sft-lab-runs" / profile
+    return root / "runs" / name if root else Path.cwd() / "sft-lab-runs" / name
 
 
-def run_dir(profile: str, override: str | os.PathLike | None = None) -> Path:
-    """The run folder (see :func:`default_run_dir`), created if missing.
+DATASET_FILE = "dataset.txt"  # which dataset a run folder's results come from
+
+
+def run_dir(profile: str, override: str | os.PathLike | None = None, dataset: str | None = None) -> Path:
+    """The run folder (see :func:`default_run_dir`), created if missing; with ``dataset``, it is recorded there, and a
+    folder already holding another dataset's results is refused (its trained models would pass for this data's).
 
     >>> run_dir("ci", "/tmp/sft-doc-run").is_dir()
     True
     """
-    folder = default_run_dir(profile, override)
+    folder = default_run_dir(profile, override, dataset)
     folder.mkdir(parents=True, exist_ok=True)
+    if dataset is not None:
+        marker = folder / DATASET_FILE
+        recorded = marker.read_text().strip() if marker.is_file() else None
+        if recorded is not None and recorded != str(dataset):
+            raise ValueError(f"the run folder {folder} holds results trained on {recorded!r}, not on {dataset!r}: "
+                             "its fine-tuned model and metrics would be read as this dataset's. Fix: set RUN_DIR to "
+                             "another folder (or leave it None: each dataset gets its own runs/<profile>-<dataset>), "
+                             "or delete the folder")
+        marker.write_text(f"{dataset}\n")
     return folder
 
 

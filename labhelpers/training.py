@@ -136,10 +136,12 @@ def resume_point(config: Any, *, resume: bool = True) -> Path | None:
 FINISHED_RUN_FILE = "finished_run.json"
 
 
-def finished_run_or_train(config: Any, train_rows: Any, train: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def finished_run_or_train(config: Any, train_rows: Any, train: Callable[[], list[dict[str, Any]]],
+                          extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The ``log_history`` of this exact run when ``config.output_dir`` holds it finished, else ``train()``'s (stored).
 
-    "This exact run" means the same run-defining settings (:data:`FINGERPRINT_FIELDS`) and the same training rows.
+    "This exact run" means the same run-defining settings (:data:`FINGERPRINT_FIELDS`), the same training rows and the
+    same ``extra`` settings that the config does not hold (e.g. a LoRA adapter's rank and targets).
     A re-run cell, a second pass over the notebooks (CI's nbval) or another notebook asking for the same run reads
     the curves in milliseconds instead of training again; delete the folder to train again.
 
@@ -156,6 +158,8 @@ def finished_run_or_train(config: Any, train_rows: Any, train: Callable[[], list
     rows = [row["messages"] if isinstance(row, dict) and "messages" in row else row for row in train_rows]
     key = {"config": config_fingerprint(config),
            "rows": hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()}
+    if extra:
+        key["extra"] = json.loads(json.dumps(extra, sort_keys=True, default=str))
     path = Path(config.output_dir) / FINISHED_RUN_FILE
     if path.is_file():
         stored = json.loads(path.read_text())

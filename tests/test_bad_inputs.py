@@ -122,3 +122,18 @@ def test_good_inputs_pass_and_create_nothing(workspace, tokenizer):
     inputs = check_run_inputs("ci", "HuggingFaceH4/no_robots", workspace / "new-run", tokenizer=tokenizer, max_steps=3)
     assert inputs.recipe.sizes.max_steps == 3 and len(inputs.data["train"]) >= 600
     assert not (workspace / "new-run").exists()
+
+
+def test_each_dataset_gets_its_own_run_folder(tmp_path, monkeypatch):
+    """A model trained on one dataset must never be read as another's: default folders differ, a shared one refuses."""
+    from labhelpers.runs import default_run_dir, run_dir
+
+    monkeypatch.delenv("LAB_RUN_DIR", raising=False)
+    monkeypatch.setenv("LAB_RUN_ROOT", str(tmp_path / "runs"))
+    assert default_run_dir("ci", dataset="sft-lab/house-format") == tmp_path / "runs" / "ci"
+    assert default_run_dir("ci", dataset="HuggingFaceH4/no_robots") == tmp_path / "runs" / "ci-huggingfaceh4-no-robots"
+    shared = tmp_path / "shared"
+    run_dir("ci", shared, "sft-lab/house-format")
+    run_dir("ci", shared, "sft-lab/house-format")  # the same data again: fine
+    with pytest.raises(ValueError, match="holds results trained on 'sft-lab/house-format'.*set RUN_DIR"):
+        run_dir("ci", shared, "HuggingFaceH4/no_robots")

@@ -31,10 +31,24 @@ def text_of(row: dict) -> str:
 
 # --- the bundled dataset -------------------------------------------------------------------------------------
 
-def test_generator_is_deterministic(tmp_path: Path) -> None:
-    generate.main(["--out-dir", str(tmp_path)])
+@pytest.mark.parametrize("style", sorted(generate.STYLES))
+def test_generator_is_deterministic(tmp_path: Path, style: str) -> None:
+    generate.main(["--style", style, "--out-dir", str(tmp_path)])
     for split in ("train", "test"):
-        assert (tmp_path / f"{split}.jsonl").read_bytes() == (BUNDLED_DIR / f"{split}.jsonl").read_bytes()
+        assert (tmp_path / f"{split}.jsonl").read_bytes() == (generate.STYLES[style] / f"{split}.jsonl").read_bytes()
+
+
+def test_natural_replies_have_no_house_format_and_vary() -> None:
+    """The no_robots stand-in: same prompts and schema, natural replies of varied shape and length."""
+    natural = {split: [json.loads(line) for line in (BUNDLED_DIR / "natural" / f"{split}.jsonl").open(encoding="utf-8")]
+               for split in ("train", "test")}
+    house = {split: read(split) for split in ("train", "test")}
+    replies = [m["content"] for rows in natural.values() for r in rows for m in r["messages"] if m["role"] == "assistant"]
+    assert not any(follows_house_format(x) or x.startswith("Answer:") or "Confidence:" in x for x in replies)
+    assert [r["prompt"] for r in natural["test"]] == [r["prompt"] for r in house["test"]]
+    words = [len(x.split()) for x in replies]
+    assert min(words) < 25 and max(words) > 70 and statistics.pstdev(words) > 10
+    assert sum("\n1. " in x for x in replies) > len(replies) / 10 and sum("\n" not in x for x in replies) > len(replies) / 10
 
 
 def test_counts_and_schema(bundled: dict[str, list[dict]]) -> None:
@@ -86,13 +100,27 @@ def test_length_spread(bundled: dict[str, list[dict]]) -> None:
 
 # --- loading -------------------------------------------------------------------------------------------------
 
-def test_bundled_loads_offline(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+@pytest.mark.parametrize("offline", ["1", "0"])
+def test_lesson_dataset_is_the_same_online_and_offline(monkeypatch, capsys, offline) -> None:
+    """The default is the bundled house-format set wherever the notebook runs: no hub call, no stand-in message."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr("labhelpers.hub.use_hub", lambda: pytest.fail("the lesson's dataset must not ask the hub"))
     loaded = load_chat_dataset()
     assert (len(loaded["train"]), len(loaded["test"])) == (720, 120)
-    assert "in place of HuggingFaceH4/no_robots" in capsys.readouterr().out
+    assert "in place of" not in capsys.readouterr().out
+    assert all(follows_house_format(r["messages"][-1]["content"]) for r in loaded["test"])
     _, report = validate_conversations(loaded["train"])
     assert report.n_invalid == 0
+
+
+def test_no_robots_offline_is_the_natural_reply_stand_in(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded = load_chat_dataset("HuggingFaceH4/no_robots")
+    out = capsys.readouterr().out
+    assert "natural-reply stand-in" in out and "in place of HuggingFaceH4/no_robots" in out
+    assert (len(loaded["train"]), len(loaded["test"])) == (720, 120)
+    assert not any(follows_house_format(m["content"]) for r in loaded["train"] for m in r["messages"]
+                   if m["role"] == "assistant")
 
 
 def test_unknown_hub_name_offline(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,11 @@ model does not show by itself, so a short SFT run has something visible to learn
 
 All text is written here (``KNOWLEDGE`` plus the templates below); a seeded ``random.Random`` picks and
 combines it, so re-running gives byte-identical files. No network, no tokenizer.
+
+``--style natural`` writes the same prompts with *natural* replies instead (``natural_reply``: prose, short answers,
+numbered steps, asides, varied lengths; never the house format) to ``bundled_data/natural/``: the offline stand-in for
+the real ``HuggingFaceH4/no_robots``, whose replies carry no house format either. It proves the real-data path:
+the series runs on it and notebook 09 reports measures that need no format (reply loss, cut replies, length).
 The last topic of each domain is held out: it appears only in ``test.jsonl`` (see ``HELD_OUT_TOPICS``).
 """
 
@@ -23,6 +28,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 SEED = 1440  # the printing press; any fixed number works
 N_TRAIN = 720  # rows in train.jsonl
@@ -31,6 +37,7 @@ SYSTEM_SHARE = 0.25  # share of rows that open with a system prompt
 MULTI_TURN_SHARE = 0.25  # share of rows with 2-3 user/assistant exchanges
 HELD_OUT_SHARE_OF_TEST = 0.5  # share of test rows about topics never seen in train
 OUT_DIR = Path(__file__).resolve().parents[1] / "labhelpers" / "bundled_data"
+STYLES = {"house": OUT_DIR, "natural": OUT_DIR / "natural"}  # reply style -> where its files go
 
 # rows per category; test is train / 6
 CATEGORY_COUNTS = {
@@ -916,6 +923,50 @@ def house(answer: str, bullets: list[str], confidence: str) -> str:
     return "\n".join(lines)
 
 
+def house_reply(rng: random.Random, answer: str, bullets: list[str], confidence: str) -> str:
+    """The house-format reply (``rng`` unused: the house files stay byte-identical)."""
+    return house(answer, bullets, confidence)
+
+
+NATURAL_OPENERS = ("", "", "", "Sure! ", "Good question. ", "Happy to help. ", "Great question! ", "Of course. ")
+NATURAL_HEDGES = {"high": ("",), "medium": ("", "As far as I know, ", "Generally speaking, "),
+                  "low": ("I'm not completely sure, but ", "This varies, but ", "Roughly speaking, ")}
+NATURAL_LINKS = ("Also, ", "On top of that, ", "It also helps to know that ", "Another point: ", "", "")
+NATURAL_CLOSERS = ("", "", "", "Hope that helps!", "Let me know if you'd like more detail.",
+                   "Feel free to ask a follow-up question.")
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
+def natural_reply(rng: random.Random, answer: str, bullets: list[str], confidence: str) -> str:
+    """A natural reply from the same sentences: prose, a short answer, numbered points or an answer with asides.
+
+    Never the house format (no ``Answer:`` line, no three ``- `` bullets, no ``Confidence:`` line); its length and
+    shape vary the way human-written replies in no_robots do. Its choices come from a generator seeded by the reply's
+    own sentences, not from ``rng``: the prompts stay exactly those of the house-format files.
+    """
+    rng = random.Random(hashlib.sha256("\n".join([answer, *bullets]).encode("utf-8")).digest())
+    hedge = rng.choice(NATURAL_HEDGES[confidence])
+    lead = rng.choice(NATURAL_OPENERS) + (hedge + _lower_first(answer) if hedge else answer)
+    shape = rng.choice(("prose", "prose", "short", "numbered", "paragraphs"))
+    if shape == "short":
+        parts = [lead, rng.choice(bullets)]
+    elif shape == "numbered":
+        intro = rng.choice(("Here are the key points:", "A few things worth knowing:", "In more detail:"))
+        parts = [lead + "\n\n" + intro + "\n" + "\n".join(f"{i}. {b}" for i, b in enumerate(bullets, 1))]
+    else:
+        links = [rng.choice(NATURAL_LINKS) for _ in bullets[1:]]
+        body = " ".join([bullets[0], *((link + _lower_first(b)) if link else b for link, b in zip(links, bullets[1:]))])
+        parts = [lead, body] if shape == "prose" else [lead + "\n\n" + body]
+    closer = rng.choice(NATURAL_CLOSERS)
+    return (" ".join(parts) if shape != "numbered" else parts[0]) + (("\n\n" + closer) if closer else "")
+
+
+REPLY_STYLES = {"house": house_reply, "natural": natural_reply}
+
+
 def passage(rng: random.Random, topic: Topic, pool: list[Topic]) -> str:
     """Compose a 120-340 word passage about ``topic`` from its sentences, same-domain neighbours and fillers."""
     target = rng.randint(120, 320)
@@ -950,28 +1001,33 @@ def messy_note(rng: random.Random, topic: Topic) -> str:
     return ", ".join(out) + "..."
 
 
-def first_turn(rng: random.Random, category: str, topic: Topic, pool: list[Topic]) -> tuple[str, str]:
-    """The first (user, assistant) pair for a row of ``category`` about ``topic``."""
+def first_turn(rng: random.Random, category: str, topic: Topic, pool: list[Topic],
+               reply: Callable[..., str] = house_reply) -> tuple[str, str]:
+    """The first (user, assistant) pair for a row of ``category`` about ``topic``, the reply in ``reply``'s style."""
     s, d, conf = topic.subject, topic.domain, topic.confidence
+
+    def say(answer: str, bullets: list[str], confidence: str) -> str:
+        return reply(rng, answer, bullets, confidence)
+
     facts = rng.sample(topic.facts, 3)
     if category == "Open QA":
-        return rng.choice(OPEN_QA).format(s=s, d=d), house(topic.answer, facts, conf)
+        return rng.choice(OPEN_QA).format(s=s, d=d), say(topic.answer, facts, conf)
     if category == "Generation":
         user = rng.choice(GENERATION).format(s=s, a=rng.choice(AUDIENCES))
-        return user, house(topic.answer, facts, conf)
+        return user, say(topic.answer, facts, conf)
     if category == "Brainstorm":
         bullets = [topic.tip, f"Watch out: {topic.pitfall}", f"Start from one fact: {facts[0]}"]
-        return rng.choice(BRAINSTORM).format(s=s), house(f"Here are three ideas for getting to grips with {s}.", bullets, "medium")
+        return rng.choice(BRAINSTORM).format(s=s), say(f"Here are three ideas for getting to grips with {s}.", bullets, "medium")
     if category == "Chat":
-        return rng.choice(CHAT).format(s=s), house(topic.answer, facts, conf)
+        return rng.choice(CHAT).format(s=s), say(topic.answer, facts, conf)
     if category == "Coding":
         user = rng.choice(CODING).format(s=s)
         answer = topic.pitfall if ("bugs" in user or "trips" in user) else topic.answer
-        return user, house(answer, facts, conf)
+        return user, say(answer, facts, conf)
     if category == "Rewrite":
         user = rng.choice(REWRITE).format(x=messy_note(rng, topic))
         notes = rng.sample(REWRITE_NOTES, 2)
-        return user, house(topic.answer, [*notes, f"Kept the key detail: {facts[0]}"], "high")
+        return user, say(topic.answer, [*notes, f"Kept the key detail: {facts[0]}"], "high")
     if category == "Classify":
         others = rng.sample([x for x in DOMAINS if x != d], 3)
         options = [d, *others]
@@ -980,30 +1036,34 @@ def first_turn(rng: random.Random, category: str, topic: Topic, pool: list[Topic
         user = rng.choice(CLASSIFY).format(opts=", ".join(options), q=question)
         bullets = [f"It asks about {s}.", f"That is part of {d}, which covers {DOMAINS[d]}.",
                    f"It is not {others[0]}, which covers {DOMAINS[others[0]]}."]
-        return user, house(f"This question belongs to {d}.", bullets, "high" if conf != "low" else "medium")
+        return user, say(f"This question belongs to {d}.", bullets, "high" if conf != "low" else "medium")
     text = passage(rng, topic, pool)
     if category == "Summarize":
-        return rng.choice(SUMMARIZE).format(x=text), house(topic.answer, facts, "high")
+        return rng.choice(SUMMARIZE).format(x=text), say(topic.answer, facts, "high")
     if category == "Closed QA":
         template, asks = rng.choice(CLOSED_QA)
         answer = {"answer": topic.answer, "pitfall": topic.pitfall, "tip": topic.tip}[asks]
-        return template.format(s=s, x=text), house(answer, facts, "high")
+        return template.format(s=s, x=text), say(answer, facts, "high")
     if category == "Extract":
         template, asks = rng.choice(EXTRACT)
         answer = {"facts": f"The text states these key facts about {s}.", "pitfall": topic.pitfall, "tip": topic.tip}[asks]
-        return template.format(s=s, x=text), house(answer, facts, "high")
+        return template.format(s=s, x=text), say(answer, facts, "high")
     raise ValueError(f"unknown category {category!r}; add it to CATEGORY_COUNTS and first_turn")
 
 
-def follow_up(rng: random.Random, kind: str, topic: Topic) -> tuple[str, str]:
+def follow_up(rng: random.Random, kind: str, topic: Topic, reply: Callable[..., str] = house_reply) -> tuple[str, str]:
     """A later (user, assistant) pair: ask for a tip, a pitfall or a recap of ``topic``."""
     facts = rng.sample(topic.facts, 3)
+
+    def say(answer: str, bullets: list[str], confidence: str) -> str:
+        return reply(rng, answer, bullets, confidence)
+
     user = rng.choice(FOLLOW_UPS[kind])
     if kind == "tip":
-        return user, house(topic.tip, facts, topic.confidence)
+        return user, say(topic.tip, facts, topic.confidence)
     if kind == "pitfall":
-        return user, house(topic.pitfall, facts, topic.confidence)
-    return user, house(topic.answer, [topic.tip, f"Avoid this: {topic.pitfall}", facts[0]], topic.confidence)
+        return user, say(topic.pitfall, facts, topic.confidence)
+    return user, say(topic.answer, [topic.tip, f"Avoid this: {topic.pitfall}", facts[0]], topic.confidence)
 
 
 def prompt_id(prompt: str, split: str, index: int) -> str:
@@ -1012,7 +1072,7 @@ def prompt_id(prompt: str, split: str, index: int) -> str:
 
 
 def build_split(rng: random.Random, split: str, counts: dict[str, int], topics: list[Topic],
-                held_out: list[Topic], seen: set[str]) -> list[dict]:
+                held_out: list[Topic], seen: set[str], reply: Callable[..., str] = house_reply) -> list[dict]:
     """Rows for one split; ``seen`` holds prompts already used (kept unique across splits)."""
     categories = [c for c, n in counts.items() for _ in range(n)]
     rng.shuffle(categories)
@@ -1023,7 +1083,7 @@ def build_split(rng: random.Random, split: str, counts: dict[str, int], topics: 
             if category == "Coding":
                 pool = [t for t in pool if t.domain == "programming"] or [t for t in topics if t.domain == "programming"]
             topic = rng.choice(pool)
-            user, reply = first_turn(rng, category, topic, topics + held_out)
+            user, answer = first_turn(rng, category, topic, topics + held_out, reply)
             if user not in seen:
                 break
         else:
@@ -1032,24 +1092,25 @@ def build_split(rng: random.Random, split: str, counts: dict[str, int], topics: 
         messages = []
         if rng.random() < SYSTEM_SHARE:
             messages.append({"content": rng.choice(SYSTEM_PROMPTS), "role": "system"})
-        messages += [{"content": user, "role": "user"}, {"content": reply, "role": "assistant"}]
+        messages += [{"content": user, "role": "user"}, {"content": answer, "role": "assistant"}]
         if rng.random() < MULTI_TURN_SHARE:
             for kind in rng.sample(sorted(FOLLOW_UPS), rng.choice([1, 2])):
-                question, answer = follow_up(rng, kind, topic)
-                messages += [{"content": question, "role": "user"}, {"content": answer, "role": "assistant"}]
+                question, later = follow_up(rng, kind, topic, reply)
+                messages += [{"content": question, "role": "user"}, {"content": later, "role": "assistant"}]
         rows.append({"prompt": user, "prompt_id": prompt_id(user, split, index), "messages": messages,
                      "category": category})
     return rows
 
 
-def build(seed: int = SEED) -> dict[str, list[dict]]:
-    """Both splits as lists of rows; same seed, same rows."""
+def build(seed: int = SEED, style: str = "house") -> dict[str, list[dict]]:
+    """Both splits as lists of rows in a reply ``style`` (see :data:`REPLY_STYLES`); same seed, same rows."""
+    reply = REPLY_STYLES[style]
     rng = random.Random(seed)
     train_topics = [t for t in TOPICS if t.key not in HELD_OUT_TOPICS]
     held_out = [t for t in TOPICS if t.key in HELD_OUT_TOPICS]
     seen: set[str] = set()
-    train = build_split(rng, "train", CATEGORY_COUNTS, train_topics, [], seen)
-    test = build_split(rng, "test", TEST_CATEGORY_COUNTS, train_topics, held_out, seen)
+    train = build_split(rng, "train", CATEGORY_COUNTS, train_topics, [], seen, reply)
+    test = build_split(rng, "test", TEST_CATEGORY_COUNTS, train_topics, held_out, seen, reply)
     return {"train": train, "test": test}
 
 
@@ -1063,10 +1124,14 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Write train.jsonl and test.jsonl (default: next to this file)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", type=Path, default=OUT_DIR, help="folder for train.jsonl and test.jsonl")
+    parser.add_argument("--style", choices=sorted(STYLES), default="house",
+                        help="reply style: the house format (default) or natural replies (the no_robots stand-in)")
+    parser.add_argument("--out-dir", type=Path, default=None,
+                        help="folder for train.jsonl and test.jsonl (default: the style's bundled folder)")
     args = parser.parse_args(argv)
+    args.out_dir = args.out_dir or STYLES[args.style]
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    for split, rows in build().items():
+    for split, rows in build(style=args.style).items():
         write_jsonl(rows, args.out_dir / f"{split}.jsonl")
         print(f"wrote {len(rows)} rows to {args.out_dir / f'{split}.jsonl'}")
 

@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default=None, help="ci, colab or full (default: $LAB_PROFILE, else by hardware)")
     parser.add_argument("--run-dir", default=None, help="run folder (default: runs/<profile>)")
     parser.add_argument("--only", nargs="*", help="notebook number prefixes to run, e.g. 02 06")
+    parser.add_argument("--dataset", default=None,
+                        help="DATASET for every notebook (default: the notebooks' own, the bundled sft-lab/house-format;"
+                             " e.g. HuggingFaceH4/no_robots, offline its natural-reply stand-in, or a .jsonl path)")
     parser.add_argument("--no-reference-step", action="store_true",
                         help="skip timing the reference step (~20 s) that makes the times comparable across machines")
     args = parser.parse_args(argv)
@@ -104,16 +107,16 @@ def main(argv: list[str] | None = None) -> None:
 
     profile = detect_recipe(args.profile).profile
     root = project_root() or Path.cwd()
-    run = run_dir(profile, args.run_dir).resolve()
+    run = run_dir(profile, args.run_dir, args.dataset).resolve()
     executed = run / "executed"
     executed.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     reference_s = None if args.no_reference_step else reference_step_seconds()
+    parameters = {"PROFILE": profile, "RUN_DIR": str(run), **({"DATASET": args.dataset} if args.dataset else {})}
     for notebook in solution_notebooks(root / "solutions", args.only):
-        timings[notebook.stem] = execute(notebook, executed / notebook.name, {"PROFILE": profile, "RUN_DIR": str(run)},
-                                         progress=True)
+        timings[notebook.stem] = execute(notebook, executed / notebook.name, parameters, progress=True)
     save_metrics(run, "series", {"profile": profile, "seconds": timings, "total_seconds": sum(timings.values()),
-                                 "reference_step_s": reference_s})
+                                 "reference_step_s": reference_s, "dataset": args.dataset})
     print("\n".join(summary_lines(run, timings, reference_s)))
     print(f"executed notebooks, plots and metrics are in {run}")
 
