@@ -43,6 +43,13 @@ def test_colab_badge_and_install_cell(path):
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_first_cell_states_the_measured_run_time(path):
+    """A student knows before Run All how long it takes, with the machine's reference step to scale it."""
+    intro = nbformat.read(path, as_version=4).cells[0].source
+    assert "*Run time:*" in intro and "reference step of" in intro and " s" in intro.split("*Run time:*")[1][:20]
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
 def test_every_solution_has_a_todo_and_questions(path):
     nb = nbformat.read(path, as_version=4)
     assert any("solution" in c.metadata.get("tags", []) for c in nb.cells), "no TODO cell"
