@@ -457,6 +457,60 @@ def check_build_labels(build_labels, tokenizer) -> None:
     passed("labels train exactly the assistant replies and their <|im_end|>; everything else is -100")
 
 
+def _mask_problem(tokenizer, ids: list[int], got: list[int], want: list[int]) -> str:
+    """Describe the first wrong span of a 0/1 assistant mask: the header, the newline after <|im_end|>, the stop token,
+    a later reply, or a turn that is not the assistant's."""
+    from labhelpers.display import token_roles, trained_spans
+
+    roles, end = token_roles(tokenizer, ids), tokenizer.convert_tokens_to_ids("<|im_end|>")
+    extra = [g and not w for g, w in zip(got, want)]
+    missing = [w and not g for g, w in zip(got, want)]
+    if any(extra):
+        a, b = trained_spans(extra)[0]
+        text = tokenizer.decode(ids[a:b + 1])
+        if roles[a] == "assistant" and a > 0 and ids[a - 1] == end:
+            return (f"you mark the newline after <|im_end|> (token {a}): the template writes it between turns, the model "
+                    "never does. Fix: stop the mask at <|im_end|>, included")
+        if roles[a] == "assistant":
+            return (f"you mark the assistant header at tokens {a}-{b} ({text!r}): the model reads it, it does not "
+                    "write it. Fix: start the mask right after the whole '<|im_start|>assistant\\n' header")
+        return (f"you mark {roles[a]} tokens {a}-{b} ({text[:60]!r}): only assistant replies are written by the model. "
+                "Fix: mark only what follows an '<|im_start|>assistant\\n' header, up to its <|im_end|>")
+    spans, want_spans = trained_spans(missing), trained_spans([bool(w) for w in want])
+    a, b = spans[0]
+    if a == b and ids[a] == end:
+        return (f"the <|im_end|> closing the reply at token {a} is not marked: the model would never learn to stop. "
+                "Fix: include the <|im_end|> that ends each reply")
+    if len(want_spans) > 1 and (a, b) == want_spans[-1] and not any(missing[:want_spans[-1][0]]):
+        return (f"only the first reply is marked; the reply at tokens {a}-{b} ({tokenizer.decode(ids[a:b + 1])[:40]!r}) "
+                "is not. Fix: a multi-turn conversation has one reply per assistant turn: look for every header")
+    return (f"reply tokens {a}-{b} ({tokenizer.decode(ids[a:b + 1])[:40]!r}) are not marked. Fix: mark every token "
+            "after the header up to and including <|im_end|>")
+
+
+@student_code("assistant_mask_from_ids")
+def check_assistant_mask_from_ids(assistant_mask_from_ids, tokenizer) -> None:
+    """Compare the student's ``assistant_mask_from_ids(input_ids, tokenizer)`` (the optional harder TODO of 04) with
+    the template's ``assistant_masks`` on a single-turn and a multi-turn conversation, naming the wrong span.
+
+    Needs a real chat tokenizer; tests/test_checks_basics.py runs it on the reference and on typical mistakes.
+    """
+    for conversation in LABEL_CHECK_CONVERSATIONS:
+        enc = tokenizer.apply_chat_template(list(conversation), return_dict=True, return_assistant_tokens_mask=True)
+        ids, want = list(enc["input_ids"]), [int(m) for m in enc["assistant_masks"]]
+        got = assistant_mask_from_ids(list(ids), tokenizer)
+        got = got.tolist() if hasattr(got, "tolist") else got
+        require(isinstance(got, (list, tuple)) and len(got) == len(ids),
+                f"assistant_mask_from_ids returned {_type_name(got)} of length "
+                f"{len(got) if hasattr(got, '__len__') else '?'} for {len(ids)} input ids",
+                "return one 0/1 value per input id, in order")
+        got = [int(bool(x)) for x in got]
+        if got != want:
+            raise TodoCheckError(f"{len(conversation)}-message conversation: " + _mask_problem(tokenizer, ids, got, want))
+    passed("your mask from the token ids alone equals the template's {% generation %} mask, replies and <|im_end|> "
+           "included, on single- and multi-turn conversations")
+
+
 # ------------------------------------------------------------------------------------------------ 05 packing
 def _pack_toy_cases() -> list[tuple[list[list[int]], int]]:
     """(examples, max_length) for :func:`check_pack_examples`. Example k holds ids 100*(k+1)+j, so every token

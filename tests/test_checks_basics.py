@@ -12,6 +12,7 @@ import torch
 from labhelpers.checks import (
     TodoCheckError,
     check_batch_math,
+    check_assistant_mask_from_ids,
     check_build_labels,
     check_format_chatml,
     check_generate_answers,
@@ -117,6 +118,68 @@ def test_build_labels_catches_masked_end_of_turn(tokenizer):
 def test_build_labels_catches_shift(tokenizer):
     with pytest.raises(TodoCheckError, match=r"shifted by one token"):
         check_build_labels(lambda ids, mask: _build_labels(ids, mask)[1:] + [-100], tokenizer)
+
+
+# ------------------------------------------------------------------ 04 optional: the mask from the ids alone
+
+
+def _mask_from_ids(ids, tokenizer, header_text="<|im_start|>assistant\n", keep_end=True, newline_after=False,
+                   first_only=False):
+    """The reference, and the typical mistakes by flag."""
+    header, end = tokenizer.encode(header_text, add_special_tokens=False), tokenizer.convert_tokens_to_ids("<|im_end|>")
+    mask, i, found = [0] * len(ids), 0, 0
+    while i < len(ids):
+        if ids[i:i + len(header)] == header and not (first_only and found):
+            found += 1
+            i += len(header)
+            while i < len(ids):
+                if ids[i] == end:
+                    mask[i] = int(keep_end)
+                    if newline_after and i + 1 < len(ids):
+                        mask[i + 1] = 1
+                    break
+                mask[i] = 1
+                i += 1
+        i += 1
+    return mask
+
+
+def _with_header(ids, tokenizer):
+    mask = _mask_from_ids(ids, tokenizer)
+    header = len(tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False))
+    starts = [i for i in range(1, len(ids)) if mask[i] and not mask[i - 1]]
+    for s in starts:
+        mask[s - header:s] = [1] * header
+    return mask
+
+
+# (case, student function, words the feedback must contain)
+MASK_MISTAKES = [
+    ("header marked", _with_header, "you mark the assistant header"),
+    ("<|im_end|> left out", lambda ids, tok: _mask_from_ids(ids, tok, keep_end=False), "<|im_end|> closing the reply"),
+    ("newline after <|im_end|>", lambda ids, tok: _mask_from_ids(ids, tok, newline_after=True), "newline after <|im_end|>"),
+    ("first reply only", lambda ids, tok: _mask_from_ids(ids, tok, first_only=True), "only the first reply is marked"),
+    ("everything marked", lambda ids, tok: [1] * len(ids), "you mark system tokens"),
+    ("a tensor of the right values", lambda ids, tok: torch.tensor(_mask_from_ids(ids, tok)), None),
+    ("wrong length", lambda ids, tok: _mask_from_ids(ids, tok)[:-1], "one 0/1 value per input id"),
+]
+
+
+@pytest.mark.slow
+def test_assistant_mask_from_ids_reference_passes(tokenizer, capsys):
+    check_assistant_mask_from_ids(_mask_from_ids, tokenizer)
+    assert capsys.readouterr().out.startswith("✓ your mask from the token ids alone equals the template's")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, student, words", MASK_MISTAKES, ids=[c[0] for c in MASK_MISTAKES])
+def test_assistant_mask_from_ids_names_the_mistake(tokenizer, case, student, words):
+    if words is None:  # an accepted variant
+        check_assistant_mask_from_ids(student, tokenizer)
+        return
+    with pytest.raises(TodoCheckError) as err:
+        check_assistant_mask_from_ids(student, tokenizer)
+    assert words in str(err.value) and "Fix:" in str(err.value), str(err.value)
 
 
 # ---------------------------------------------------------------------------------------------- 02 generation

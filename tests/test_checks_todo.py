@@ -59,6 +59,7 @@ CASES = {  # check name -> (args with `unfilled` in the student's place) ; one c
     "check_generate_answers": ("check_generate_answers", (unfilled, object(), ChatTok())),
     "check_format_chatml": ("check_format_chatml", (unfilled, ChatTok())),
     "check_build_labels": ("check_build_labels", (unfilled, ChatTok())),
+    "check_assistant_mask_from_ids": ("check_assistant_mask_from_ids", (unfilled, ChatTok())),
     "check_pack_examples": ("check_pack_examples", (unfilled,)),
     "check_cosine_schedule": ("check_cosine_schedule", (unfilled,)),
     "check_masked_lm_loss": ("check_masked_lm_loss", (unfilled,)),
