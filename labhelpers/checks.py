@@ -7,6 +7,7 @@ they never fill a TODO in for the student.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -729,6 +730,81 @@ def check_sft_config(config: object, recipe: Recipe) -> None:
     passed(f"SFTConfig matches the {recipe.profile} recipe: max_length {config.max_length}, "
            f"lr {config.learning_rate}, effective batch {recipe.plan().effective_batch_size}, assistant-only loss, "
            f"{batching}")
+
+
+def predict_run_cases() -> list[tuple[dict, int]]:
+    """(config fields, train batches per epoch) for :func:`check_predict_run`: max_steps or epochs, ratios or step
+    counts, gradient accumulation with a partial last group, intervals that do not divide the run.
+
+    >>> [batches for _, batches in predict_run_cases()]
+    [40, 125, 40, 10]
+    """
+    base = {"gradient_accumulation_steps": 1, "max_steps": -1, "num_train_epochs": 1, "eval_strategy": "steps",
+            "save_strategy": "steps", "logging_strategy": "steps", "logging_steps": 1}
+    return [
+        ({**base, "max_steps": 40, "eval_steps": 5, "save_steps": 20, "warmup_steps": 0.1}, 40),
+        ({**base, "num_train_epochs": 3, "gradient_accumulation_steps": 4, "eval_steps": 0.125, "save_steps": 0.125,
+          "warmup_steps": 0.1}, 125),
+        ({**base, "max_steps": 30, "eval_steps": 7, "save_steps": 14, "warmup_steps": 3}, 40),
+        ({**base, "gradient_accumulation_steps": 4, "eval_steps": 0.5, "save_steps": 2, "warmup_steps": 0.1}, 10),
+    ]
+
+
+def _predict_run_problem(key: str, got: int, config: dict, batches: int, want: dict) -> str:
+    accum, epochs = config["gradient_accumulation_steps"], config["num_train_epochs"]
+    total = want["steps"]
+    if key == "steps":
+        if config["max_steps"] > 0:
+            return f"max_steps={config['max_steps']} is set: it overrides num_train_epochs. Fix: if max_steps > 0, that is the step count"
+        if got == math.floor(batches / accum) * epochs:
+            return (f"{batches} batches with gradient_accumulation_steps={accum} make {math.ceil(batches / accum)} "
+                    f"optimizer steps per epoch, not {batches // accum}: the last, partial group still steps. "
+                    "Fix: ceil(batches / accum) per epoch")
+        if got == batches * epochs:
+            return f"one optimizer step consumes gradient_accumulation_steps={accum} batches. Fix: divide (rounding up)"
+        return "Fix: steps = max_steps if > 0, else ceil(num_train_epochs * ceil(batches / accumulation))"
+    every = config[f"{'eval' if key == 'evaluations' else 'save'}_steps"]
+    if key in ("evaluations", "checkpoints"):
+        interval = math.ceil(total * every) if every < 1 else int(every)
+        if every < 1 and got != want[key]:
+            return (f"{'eval' if key == 'evaluations' else 'save'}_steps={every} is below 1: a share of the run, "
+                    f"every ceil({total} x {every}) = {interval} steps. Fix: convert shares to steps first")
+        if got == total // interval:
+            return (f"every {interval} steps in {total} gives {total // interval}, plus one at the last step "
+                    f"({total}), which the Trainer adds when it is not a multiple of {interval}. Fix: count the final one")
+        return f"Fix: one every {interval} steps, plus the final step when {total} is not a multiple of {interval}"
+    ratio = config["warmup_steps"]
+    if ratio < 1 and got == math.floor(total * ratio):
+        return f"warmup_steps={ratio} is a share: the Trainer rounds it up, ceil({total} x {ratio}). Fix: use math.ceil"
+    return "Fix: warmup_steps >= 1 is a step count; below 1, ceil(total steps x warmup_steps)"
+
+
+@student_code("predict_run")
+def check_predict_run(predict_run) -> None:
+    """The optional harder TODO of 06: ``predict_run(config, batches_per_epoch)`` returns the run's optimizer steps,
+    evaluations, checkpoints and warmup steps as the Trainer will count them (reference:
+    :func:`labhelpers.sanity.config.plan_run`), on configs with accumulation, ratios and uneven intervals.
+    """
+    from types import SimpleNamespace
+
+    from labhelpers.sanity.config import plan_run
+
+    for n, (fields, batches) in enumerate(predict_run_cases(), start=1):
+        plan = plan_run(SimpleNamespace(**fields), batches)
+        want = {"steps": plan.total_steps, "evaluations": plan.eval_points, "checkpoints": plan.save_points,
+                "warmup_steps": plan.warmup_steps}
+        got = predict_run(SimpleNamespace(**fields), batches)
+        require(isinstance(got, dict) and set(want) <= set(got),
+                f"predict_run returned {str(got)[:80]!r}", f"return a dict with the keys {sorted(want)}")
+        for key in want:  # in order: a wrong step count explains the rest
+            if int(got[key]) != want[key]:
+                shown = {k: fields[k] for k in fields if k not in ("eval_strategy", "save_strategy", "logging_strategy",
+                                                                    "logging_steps")}
+                raise TodoCheckError(f"case {n} ({shown}, {batches} batches per epoch): {key} {got[key]} but the "
+                                     f"Trainer makes {want[key]}. " + _predict_run_problem(key, int(got[key]), fields,
+                                                                                         batches, want))
+    passed("your predictions match the Trainer's own arithmetic: steps, evaluations, checkpoints and warmup on "
+           f"{len(predict_run_cases())} configs")
 
 
 # ------------------------------------------------------------------------------------------ 07 loss plot

@@ -14,6 +14,7 @@ from labhelpers.checks import (
     check_batch_math,
     check_assistant_mask_from_ids,
     check_build_labels,
+    check_predict_run,
     check_format_chatml,
     check_generate_answers,
 )
@@ -179,6 +180,49 @@ def test_assistant_mask_from_ids_names_the_mistake(tokenizer, case, student, wor
         return
     with pytest.raises(TodoCheckError) as err:
         check_assistant_mask_from_ids(student, tokenizer)
+    assert words in str(err.value) and "Fix:" in str(err.value), str(err.value)
+
+
+# ------------------------------------------------------------------ 06 optional: predict the run
+
+
+def _predict(config, batches, floor_accum=False, final_point=True, convert_share=True, warmup_round=math.ceil,
+             honour_max_steps=True):
+    """The reference prediction, and the typical mistakes by flag."""
+    per_epoch = batches // config.gradient_accumulation_steps if floor_accum else math.ceil(
+        batches / config.gradient_accumulation_steps)
+    steps = (config.max_steps if config.max_steps > 0 and honour_max_steps
+             else math.ceil(config.num_train_epochs * per_epoch))
+
+    def points(value):
+        every = (math.ceil(steps * value) if value < 1 else int(value)) if convert_share else max(1, int(value))
+        return steps // every + (final_point and steps % every != 0)
+
+    warmup = config.warmup_steps
+    return {"steps": steps, "evaluations": points(config.eval_steps), "checkpoints": points(config.save_steps),
+            "warmup_steps": warmup_round(steps * warmup) if warmup < 1 else int(warmup)}
+
+
+# (case, student function, words the feedback must contain)
+PREDICT_MISTAKES = [
+    ("accumulation floors the partial group", lambda c, b: _predict(c, b, floor_accum=True), "partial group still steps"),
+    ("no evaluation at the last step", lambda c, b: _predict(c, b, final_point=False), "plus one at the last step"),
+    ("a share read as a step count", lambda c, b: _predict(c, b, convert_share=False), "a share of the run"),
+    ("warmup rounded down", lambda c, b: _predict(c, b, warmup_round=math.floor), "rounds it up"),
+    ("max_steps ignored", lambda c, b: _predict(c, b, honour_max_steps=False), "overrides num_train_epochs"),
+    ("not a dict", lambda c, b: [1, 2, 3, 4], "return a dict"),
+]
+
+
+def test_predict_run_reference_passes(capsys):
+    check_predict_run(_predict)
+    assert capsys.readouterr().out.startswith("✓ your predictions match the Trainer's own arithmetic")
+
+
+@pytest.mark.parametrize("case, student, words", PREDICT_MISTAKES, ids=[c[0] for c in PREDICT_MISTAKES])
+def test_predict_run_names_the_mistake(case, student, words):
+    with pytest.raises(TodoCheckError) as err:
+        check_predict_run(student)
     assert words in str(err.value) and "Fix:" in str(err.value), str(err.value)
 
 

@@ -66,6 +66,7 @@ CASES = {  # check name -> (args with `unfilled` in the student's place) ; one c
     "check_masked_lm_loss/real_batch": ("check_masked_lm_loss", (unfilled, torch.zeros(1, 3, 5), torch.ones(1, 3).long(),
                                                                   torch.tensor(1.0))),
     "check_behaviour_scores": ("check_behaviour_scores", (unfilled,)),
+    "check_predict_run": ("check_predict_run", (unfilled,)),
 }
 # These checks get the TODO's *result* (a config, a figure, a trainer), never code: with the TODO unfilled the
 # notebook cell fails before calling them, on `require_todo(...)`, tested below.
