@@ -15,6 +15,7 @@ from labhelpers.checks import (
     check_assistant_mask_from_ids,
     check_build_labels,
     check_predict_run,
+    check_reply_loss,
     check_format_chatml,
     check_generate_answers,
 )
@@ -223,6 +224,58 @@ def test_predict_run_reference_passes(capsys):
 def test_predict_run_names_the_mistake(case, student, words):
     with pytest.raises(TodoCheckError) as err:
         check_predict_run(student)
+    assert words in str(err.value) and "Fix:" in str(err.value), str(err.value)
+
+
+# ------------------------------------------------------------------ 09 optional: the reply loss by hand
+
+
+def _reply_loss(model, tokenizer, prompt, reply, start_shift=0, end_shift=0, shift=True, reduce="mean"):
+    """The reference reply loss, and the typical mistakes by argument."""
+    user = [{"role": "user", "content": prompt}]
+    head = tokenizer.apply_chat_template(user, add_generation_prompt=True, return_dict=True)["input_ids"]
+    full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": reply}], return_dict=True)["input_ids"]
+    end = full.index(tokenizer.convert_tokens_to_ids("<|im_end|>"), len(head)) + 1 + end_shift
+    ids = torch.tensor([full], device=model.device)
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0].float()
+    start = 0 if start_shift else len(head)
+    if shift:
+        losses = torch.nn.functional.cross_entropy(logits[start - 1 if start else 0:end - 1], ids[0, max(start, 1):end],
+                                                   reduction="none")
+    else:
+        losses = torch.nn.functional.cross_entropy(logits[start:end], ids[0, start:end], reduction="none")
+    return float(losses.sum() if reduce == "sum" else losses.mean())
+
+
+REPLY_LOSS_MISTAKES = [
+    ("prompt scored too", lambda m, t, p, r: _reply_loss(m, t, p, r, start_shift=1), "prompt tokens included"),
+    ("<|im_end|> left out", lambda m, t, p, r: _reply_loss(m, t, p, r, end_shift=-1), "<|im_end|> left out"),
+    ("newline after <|im_end|>", lambda m, t, p, r: _reply_loss(m, t, p, r, end_shift=1), "newline after <|im_end|>"),
+    ("logits not shifted", lambda m, t, p, r: _reply_loss(m, t, p, r, shift=False), "not shifted"),
+    ("summed", lambda m, t, p, r: _reply_loss(m, t, p, r, reduce="sum"), "summed, not averaged"),
+    ("a constant", lambda m, t, p, r: 1.0, "none of the usual mistakes"),
+]
+
+
+@pytest.mark.slow
+def test_reply_loss_reference_passes_and_equals_reply_nll(model_and_tokenizer, capsys):
+    from labhelpers.generation import reply_nll
+
+    model, tokenizer = model_and_tokenizer
+    check_reply_loss(_reply_loss, model, tokenizer)
+    assert capsys.readouterr().out.startswith("✓ your reply loss equals the teacher-forced reply NLL")
+    prompt, reply = "Name a colour.", "Blue."
+    assert math.isclose(_reply_loss(model, tokenizer, prompt, reply), reply_nll(model, tokenizer, [prompt], [reply])[0],
+                        rel_tol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, student, words", REPLY_LOSS_MISTAKES, ids=[c[0] for c in REPLY_LOSS_MISTAKES])
+def test_reply_loss_names_the_mistake(model_and_tokenizer, case, student, words):
+    model, tokenizer = model_and_tokenizer
+    with pytest.raises(TodoCheckError) as err:
+        check_reply_loss(student, model, tokenizer)
     assert words in str(err.value) and "Fix:" in str(err.value), str(err.value)
 
 

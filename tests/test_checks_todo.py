@@ -67,6 +67,7 @@ CASES = {  # check name -> (args with `unfilled` in the student's place) ; one c
                                                                   torch.tensor(1.0))),
     "check_behaviour_scores": ("check_behaviour_scores", (unfilled,)),
     "check_predict_run": ("check_predict_run", (unfilled,)),
+    "check_reply_loss": ("check_reply_loss", (unfilled, object(), ChatTok())),
 }
 # These checks get the TODO's *result* (a config, a figure, a trainer), never code: with the TODO unfilled the
 # notebook cell fails before calling them, on `require_todo(...)`, tested below.
