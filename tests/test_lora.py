@@ -267,3 +267,39 @@ def test_measure_training_step_in_a_child_process():
     assert figures["mode"] == "lora r=4" and len(figures["step_s"]) == 2 and figures["batch"] == 1
     weights = figures["estimate"]["weights"]
     assert weights * 0.8 < figures["peak_bytes"] < figures["estimate"]["total"] * 3
+
+
+def test_finished_adapter_run_is_loaded_not_retrained(tmp_path):
+    """Notebook 12 re-run (or CI's second pass): the same settings, rows and adapter load the saved adapters."""
+    from types import SimpleNamespace
+
+    from labhelpers.lora import finished_adapters_or_train
+
+    config = SimpleNamespace(output_dir=str(tmp_path / "lora"), learning_rate=1e-3, max_steps=2)
+    rows = [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}]
+
+    def adapted(rank: int = 4):
+        return get_peft_model(tiny_llama(), LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=ALL))
+
+    trained = adapted()
+
+    def train():  # stands in for trainer.train(): moves the adapters, returns a log history
+        with torch.no_grad():
+            for name, param in trained.named_parameters():
+                if "lora_B" in name:
+                    param.fill_(0.01)
+        return [{"loss": 1.0, "step": 1}, {"train_runtime": 1.5, "step": 2}]
+
+    history, now = finished_adapters_or_train(trained, config, rows, train)
+    assert now and (tmp_path / "lora" / "adapter" / "adapter_model.safetensors").is_file()
+
+    fresh = adapted()  # lora_B starts at zero again
+    again, now = finished_adapters_or_train(fresh, config, rows, lambda: pytest.fail("trained a finished run again"))
+    assert not now and again == history
+    for (name, a), (_, b) in zip(trained.named_parameters(), fresh.named_parameters()):
+        if "lora_" in name:
+            assert torch.equal(a, b), name
+
+    other_rank = adapted(rank=2)  # other adapter settings: a new run
+    _, now = finished_adapters_or_train(other_rank, config, rows, lambda: [{"loss": 1.0}, {"train_runtime": 1.0}])
+    assert now
