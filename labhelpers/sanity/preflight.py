@@ -90,6 +90,19 @@ def collated_batches(trainer: Any, max_batches: int | None = 1) -> list[dict[str
     return batches
 
 
+def batches_per_epoch(trainer: Any) -> int | None:
+    """Train batches per epoch as the trainer will draw them (after packing); None for a dataset without a length.
+
+    >>> from types import SimpleNamespace as NS
+    >>> batches_per_epoch(NS(get_train_dataloader=lambda: [1, 2, 3])), batches_per_epoch(NS(get_train_dataloader=lambda: iter([])))
+    (3, None)
+    """
+    try:
+        return len(trainer.get_train_dataloader())
+    except TypeError:  # an IterableDataset (streaming): its loader has no len()
+        return None
+
+
 def _tokenizer_of(trainer: Any) -> Any:
     tok = getattr(trainer, "processing_class", None)
     return getattr(tok, "tokenizer", tok)  # processors wrap a tokenizer
@@ -696,8 +709,10 @@ def preflight(trainer: Any, level: str = "quick", dataset: Any = None, max_batch
         report.extend(hyperparameter_findings(args.learning_rate, _warmup(args), _is_lora(model), n_params,
                                               len(trainer.train_dataset), eff, args.max_steps, args.num_train_epochs))
         # the schedule as this run will have it: steps counted after packing, from the dataloader's length
-        plan = plan_run(args, len(trainer.get_train_dataloader()))
-        report.extend(schedule_findings(args, plan, trainer.eval_dataset is not None))
+        per_epoch = batches_per_epoch(trainer)
+        if per_epoch is not None or args.max_steps > 0:  # a streamed dataset without max_steps has no known length
+            plan = plan_run(args, per_epoch if per_epoch is not None else args.max_steps * args.gradient_accumulation_steps)
+            report.extend(schedule_findings(args, plan, trainer.eval_dataset is not None))
         end = end_of_turn_id(tokenizer)
         report.extend(doubled_end_findings([ids for ids, _ in examples], end, tokenizer.eos_token,
                                            tokenizer.encode("\n", add_special_tokens=False)))
