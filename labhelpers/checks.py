@@ -1188,11 +1188,9 @@ def _reply_loss_variants(model, tokenizer, prompt: str, reply: str) -> dict[str,
     import torch
     import torch.nn.functional as F
 
-    user = [{"role": "user", "content": prompt}]
-    head = list(tokenizer.apply_chat_template(user, add_generation_prompt=True, return_dict=True)["input_ids"])
-    full = list(tokenizer.apply_chat_template(user + [{"role": "assistant", "content": reply}],
-                                              return_dict=True)["input_ids"])
-    end = full.index(tokenizer.convert_tokens_to_ids("<|im_end|>"), len(head)) + 1  # reply + its <|im_end|>
+    from labhelpers.generation import reply_token_span
+
+    full, start, end = reply_token_span(tokenizer, prompt, reply)  # ids[start:end]: the reply and its <|im_end|>
     ids = torch.tensor([full], device=model.device)
     with torch.no_grad():
         logits = model(input_ids=ids).logits[0].float()
@@ -1202,12 +1200,12 @@ def _reply_loss_variants(model, tokenizer, prompt: str, reply: str) -> dict[str,
     def mean(values) -> float:
         return float(values.mean())
 
-    return {"right": mean(nll[len(head) - 1:end - 1]),
+    return {"right": mean(nll[start - 1:end - 1]),
             "prompt tokens included": mean(nll[:end - 1]),
-            "<|im_end|> left out": mean(nll[len(head) - 1:end - 2]),
-            "newline after <|im_end|> included": mean(nll[len(head) - 1:end]),
-            "not shifted": mean(unshifted[len(head):end]),
-            "summed, not averaged": float(nll[len(head) - 1:end - 1].sum())}
+            "<|im_end|> left out": mean(nll[start - 1:end - 2]),
+            "newline after <|im_end|> included": mean(nll[start - 1:end]),
+            "not shifted": mean(unshifted[start:end]),
+            "summed, not averaged": float(nll[start - 1:end - 1].sum())}
 
 
 _REPLY_LOSS_FIXES = {

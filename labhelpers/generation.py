@@ -141,6 +141,24 @@ def generate_replies(model: Any, tokenizer: Any, prompts: Sequence[Any], max_new
     return texts, hit
 
 
+def reply_token_span(tokenizer: Any, prompt: str, reply: str) -> tuple[list[int], int, int]:
+    """``(ids, start, end)``: the chat-templated single-turn conversation and the slice ``ids[start:end]`` the model
+    writes, the reply and its end-of-turn token (the newline the template adds after it is left out).
+
+    The one rule for "which tokens are the reply": :func:`reply_nll` and notebook 09's reply-loss check use it.
+    """
+    user = [{"role": "user", "content": prompt}]
+    head = list(tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=True,
+                                              return_dict=True)["input_ids"])
+    full = list(tokenizer.apply_chat_template(user + [{"role": "assistant", "content": reply}], tokenize=True,
+                                              return_dict=True)["input_ids"])
+    if full[:len(head)] != head:
+        raise ValueError(f"the chat template renders the prompt {prompt[:40]!r} differently with a reply; "
+                         "scoring a reply needs a prefix-preserving template")
+    end = full.index(tokenizer.eos_token_id, len(head)) + 1 if tokenizer.eos_token_id in full[len(head):] else len(full)
+    return full, len(head), end
+
+
 def reply_nll(model: Any, tokenizer: Any, prompts: Sequence[str], replies: Sequence[str],
               batch_size: int = 8) -> list[float]:
     """Mean negative log-likelihood (nats per token) of each ``reply`` after its single-turn ``prompt``, teacher-forced.
@@ -151,16 +169,8 @@ def reply_nll(model: Any, tokenizer: Any, prompts: Sequence[str], replies: Seque
     """
     rows = []
     for prompt, reply in zip(prompts, replies, strict=True):
-        user = [{"role": "user", "content": prompt}]
-        head = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=True, return_dict=True)
-        full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": reply}], tokenize=True,
-                                             return_dict=True)
-        head, full = list(head["input_ids"]), list(full["input_ids"])
-        if full[:len(head)] != head:
-            raise ValueError(f"the chat template renders the prompt {prompt[:40]!r} differently with a reply; "
-                             "reply_nll needs a prefix-preserving template")
-        end = full.index(tokenizer.eos_token_id, len(head)) + 1 if tokenizer.eos_token_id in full[len(head):] else len(full)
-        rows.append((full[:end], len(head)))
+        full, start, end = reply_token_span(tokenizer, prompt, reply)
+        rows.append((full[:end], start))
     losses = []
     training = model.training
     model.eval()

@@ -21,7 +21,13 @@ CURVE_MIN_STEPS = 10  # a shorter run is a smoke test (sanity protocol, a 2-step
 DEFAULT_SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": 50, "min_p": None, "typical_p": 1.0}
 
 
-def _strategy(args: Any, name: str) -> str:
+def strategy(args: Any, name: str) -> str:
+    """An ``*_strategy`` / ``lr_scheduler_type`` setting as a plain string (TrainingArguments stores enums).
+
+    >>> from types import SimpleNamespace as NS; from transformers.trainer_utils import IntervalStrategy
+    >>> strategy(NS(eval_strategy=IntervalStrategy.STEPS), "eval_strategy"), strategy(NS(), "save_strategy")
+    ('steps', 'no')
+    """
     value = getattr(args, name, "no")
     return str(getattr(value, "value", value))
 
@@ -75,10 +81,10 @@ def plan_run(args: Any, batches_per_epoch: int) -> RunPlan:
     n_epochs = math.ceil(total / per_epoch)
 
     def points(kind: str, at_end: bool) -> tuple[int, set[int]]:
-        strategy = _strategy(args, f"{kind}_strategy")
-        if strategy == "epoch":
+        when = strategy(args, f"{kind}_strategy")
+        if when == "epoch":
             steps = {min(e * per_epoch, total) for e in range(1, n_epochs + 1)}
-        elif strategy == "steps":
+        elif when == "steps":
             every = _interval(getattr(args, f"{kind}_steps", None), total)
             steps = set(range(every, total + 1, every)) if every else set()
             if at_end and total:
@@ -112,7 +118,7 @@ def schedule_findings(args: Any, plan: RunPlan, has_eval: bool) -> list[Finding]
     [('eval_points', 'warn'), ('log_points', 'warn'), ('save_points', 'warn'), ('warmup_length', 'fail')]
     """
     total, out = plan.total_steps, []
-    eval_strategy = _strategy(args, "eval_strategy")
+    eval_strategy = strategy(args, "eval_strategy")
     suggest = max(1, total // 6)
     if has_eval and eval_strategy != "no" and total >= CURVE_MIN_STEPS:
         if plan.eval_points < MIN_EVAL_POINTS:
@@ -124,7 +130,7 @@ def schedule_findings(args: Any, plan: RunPlan, has_eval: bool) -> list[Finding]
                                "ratio such as 0.15) for about 6 evaluations"))
         else:
             out.append(Finding("eval_points", "pass", f"{plan.eval_points} evaluations in {total} steps", ""))
-    if _strategy(args, "logging_strategy") == "steps" and plan.log_points < MIN_LOG_POINTS and total >= CURVE_MIN_STEPS:
+    if strategy(args, "logging_strategy") == "steps" and plan.log_points < MIN_LOG_POINTS and total >= CURVE_MIN_STEPS:
         out.append(Finding("log_points", "warn",
                            f"{_every(args, 'logging')} in a {total}-step run logs the training loss {plan.log_points} "
                            "time(s): no loss curve to read", f"set logging_steps={max(1, total // 10)} (about 10 points)"))
@@ -134,8 +140,8 @@ def schedule_findings(args: Any, plan: RunPlan, has_eval: bool) -> list[Finding]
 
 
 def _save_findings(args: Any, plan: RunPlan) -> list[Finding]:
-    total, strategy, out = plan.total_steps, _strategy(args, "save_strategy"), []
-    if strategy == "steps" and plan.save_points <= 1 and total > 20:
+    total, out = plan.total_steps, []
+    if strategy(args, "save_strategy") == "steps" and plan.save_points <= 1 and total > 20:
         out.append(Finding("save_points", "warn",
                            f"{_every(args, 'save')} in a {total}-step run writes only the final checkpoint: a crash or "
                            "a Colab disconnect loses the whole run", f"set save_steps={max(1, total // 4)} (or a ratio "
@@ -161,7 +167,7 @@ def _save_findings(args: Any, plan: RunPlan) -> list[Finding]:
 
 def _warmup_findings(args: Any, plan: RunPlan) -> list[Finding]:
     total, warmup = plan.total_steps, plan.warmup_steps
-    scheduler = _strategy(args, "lr_scheduler_type")
+    scheduler = strategy(args, "lr_scheduler_type")
     if warmup and scheduler == "constant":
         return [Finding("warmup_length", "warn", f"warmup_steps={getattr(args, 'warmup_steps', 0)!r} with "
                         "lr_scheduler_type='constant': the constant schedule has no warmup, the setting is ignored",

@@ -26,7 +26,7 @@ from labhelpers.lora import lora_findings
 from labhelpers.models import has_random_weights
 from labhelpers.sanity.postflight import skipped_for_random_weights
 from labhelpers.sanity.report import Finding, SanityReport
-from labhelpers.sanity.config import doubled_end_findings, generation_findings, plan_run, schedule_findings
+from labhelpers.sanity.config import doubled_end_findings, generation_findings, plan_run, schedule_findings, strategy
 from labhelpers.display import IGNORE_INDEX, bracket_trained, render_masked_tokens
 from labhelpers.sanity.tokens import (
     assistant_header,
@@ -413,14 +413,14 @@ def _key(row: Any) -> str:
 def eval_findings(trainer: Any, train_raw: Any = None) -> list[Finding]:
     """Eval split present and enabled; eval/train overlap and train duplicates by conversation content."""
     args, evald = trainer.args, trainer.eval_dataset
-    strategy = str(getattr(getattr(args, "eval_strategy", "no"), "value", getattr(args, "eval_strategy", "no")))
+    eval_strategy = strategy(args, "eval_strategy")
     out = []
-    if evald is None or strategy == "no":
+    if evald is None or eval_strategy == "no":
         why = "no eval_dataset" if evald is None else "eval_strategy='no'"
         out.append(Finding("eval_split", "warn", f"{why}: overfitting will go unseen",
                            "pass eval_dataset=ds['test'] and set eval_strategy='steps', eval_steps=..."))
     else:
-        out.append(Finding("eval_split", "pass", f"{len(evald)} eval rows, eval_strategy={strategy!r}", ""))
+        out.append(Finding("eval_split", "pass", f"{len(evald)} eval rows, eval_strategy={eval_strategy!r}", ""))
     train_rows = _conversations(train_raw if train_raw is not None else trainer.train_dataset, None)
     train_keys = [_key(r) for r in train_rows]
     dupes = len(train_keys) - len(set(train_keys))
