@@ -691,6 +691,7 @@ WHY_SETTING: dict[str, str] = {
     "packing": "pack rows only where a variable-length attention kernel makes it pay (notebook 05; recipe.packing)",
     "train_sampling_strategy": "batch rows of similar length where packing does not pay (recipe.train_sampling_strategy)",
     "load_best_model_at_end": "keep the checkpoint with the lowest eval loss",
+    "eval_on_start": "evaluate the untouched model first, so the eval curve starts at the base model's loss",
     "metric_for_best_model": "judge 'best' by the eval loss",
     "greater_is_better": "a lower eval loss is better",
     "save_total_limit": "keep the best and the newest checkpoint, not every one",
@@ -740,9 +741,9 @@ def predict_run_cases() -> list[tuple[dict, int]]:
     [40, 125, 40, 10]
     """
     base = {"gradient_accumulation_steps": 1, "max_steps": -1, "num_train_epochs": 1, "eval_strategy": "steps",
-            "save_strategy": "steps", "logging_strategy": "steps", "logging_steps": 1}
+            "save_strategy": "steps", "logging_strategy": "steps", "logging_steps": 1, "eval_on_start": False}
     return [
-        ({**base, "max_steps": 40, "eval_steps": 5, "save_steps": 20, "warmup_steps": 0.1}, 40),
+        ({**base, "max_steps": 40, "eval_steps": 5, "save_steps": 20, "warmup_steps": 0.1, "eval_on_start": True}, 40),
         ({**base, "num_train_epochs": 3, "gradient_accumulation_steps": 4, "eval_steps": 0.125, "save_steps": 0.125,
           "warmup_steps": 0.1}, 125),
         ({**base, "max_steps": 30, "eval_steps": 7, "save_steps": 14, "warmup_steps": 3}, 40),
@@ -766,6 +767,8 @@ def _predict_run_problem(key: str, got: int, config: dict, batches: int, want: d
     every = config[f"{'eval' if key == 'evaluations' else 'save'}_steps"]
     if key in ("evaluations", "checkpoints"):
         interval = math.ceil(total * every) if every < 1 else int(every)
+        if key == "evaluations" and config["eval_on_start"] and got == want[key] - 1:
+            return "eval_on_start=True adds one evaluation before the first step. Fix: count it"
         if every < 1 and got != want[key]:
             return (f"{'eval' if key == 'evaluations' else 'save'}_steps={every} is below 1: a share of the run, "
                     f"every ceil({total} x {every}) = {interval} steps. Fix: convert shares to steps first")

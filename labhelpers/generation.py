@@ -7,6 +7,7 @@ run), postflight and the sanity protocol use :func:`generate_replies`. All of th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -113,11 +114,25 @@ def _as_messages(prompt: Any) -> list[dict[str, str]]:
 
 
 def generate_replies(model: Any, tokenizer: Any, prompts: Sequence[Any], max_new_tokens: int = 64,
-                     batch_size: int = 8) -> tuple[list[str], list[bool]]:
+                     batch_size: int = 8, store: Path | None = None) -> tuple[list[str], list[bool]]:
     """Greedy replies (left padding, batched, on ``model.device``) and whether each hit ``max_new_tokens`` unfinished.
 
     The reference the notebooks' ``generate_answers`` TODO is checked against; used by 09, postflight and the protocol.
+    ``store``: a folder where the replies are kept with what made them (the weights' fingerprint, prompts, template,
+    settings, autocast); greedy decoding is repeatable, so a re-run with the same inputs reads them back.
     """
+    if store is not None:
+        from labhelpers.models import weights_fingerprint
+        from labhelpers.runs import content_key, reuse_or_compute
+
+        key = {"weights": weights_fingerprint(model), "prompts": content_key([_as_messages(p) for p in prompts]),
+               "template": content_key(tokenizer.chat_template), "max_new_tokens": max_new_tokens,
+               "batch_size": batch_size, "device": model.device.type,
+               "autocast": torch.is_autocast_enabled(model.device.type)}
+        texts, hit = reuse_or_compute(Path(store) / f"replies-{content_key(key)}.json", key,
+                                      lambda: generate_replies(model, tokenizer, prompts, max_new_tokens, batch_size),
+                                      what=f"{len(prompts)} greedy replies")
+        return list(texts), list(hit)
     side, training = tokenizer.padding_side, model.training
     tokenizer.padding_side = "left"
     texts, hit = [], []

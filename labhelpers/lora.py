@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from labhelpers.checks import TodoCheckError, passed, require, student_code
@@ -250,8 +251,6 @@ def finished_adapters_or_train(peft_model: Any, config: Any, train_rows: Any,
     when that folder holds a finished run with the same settings, rows and adapter settings, load its adapters into
     ``peft_model`` instead (see :func:`labhelpers.training.finished_run_or_train`; delete the folder to train again).
     """
-    from pathlib import Path
-
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -436,7 +435,7 @@ def _measure_here(model_id: str, profile: str, batch: int, max_length: int, lora
 
 
 def measure_training_step(model_id: str, recipe: Recipe, lora_rank: int | None = None, steps: int = 3,
-                          timeout: float = 900) -> dict:
+                          timeout: float = 900, store: Path | None = None) -> dict:
     """Seconds per step and peak training memory of a full fine-tune (``lora_rank=None``) or LoRA, measured in a
     fresh Python process (``sys.executable``) at the recipe's batch x max_length on random tokens.
 
@@ -444,11 +443,26 @@ def measure_training_step(model_id: str, recipe: Recipe, lora_rank: int | None =
     Linux's ``VmHWM`` (high-water resident memory) minus the resident memory before the model was loaded, with
     glibc told to return freed tensors (:data:`MEASURE_ENV`); on CUDA ``torch.cuda.max_memory_allocated``. The first
     step allocates the AdamW states, so ``steps >= 2`` reaches the real peak; the step times include it (use the last).
+    ``store``: a JSON file keeping the measurement with its settings and this machine's device and torch version; a
+    re-run on the same machine reads it back instead of starting the child process again.
     """
     if steps < 2:
         raise ValueError(f"steps={steps}: the peak comes on the second step (after AdamW allocates its states); pass >= 2")
-    args = json.dumps({"model_id": model_id, "profile": recipe.profile, "batch": recipe.sizes.per_device_train_batch_size,
-                       "max_length": recipe.sizes.max_length, "lora_rank": lora_rank, "steps": steps})
+    settings = {"model_id": model_id, "profile": recipe.profile, "batch": recipe.sizes.per_device_train_batch_size,
+                "max_length": recipe.sizes.max_length, "lora_rank": lora_rank, "steps": steps}
+    if store is not None:
+        import platform
+
+        import torch
+
+        from labhelpers.runs import reuse_or_compute
+
+        machine = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                   else f"cpu {platform.machine()} x {os.cpu_count()} cores")
+        key = {**settings, "device": recipe.device, "machine": machine, "torch": torch.__version__}
+        return reuse_or_compute(Path(store), key, lambda: measure_training_step(model_id, recipe, lora_rank, steps, timeout),
+                                what=f"the {'LoRA' if lora_rank else 'full fine-tune'} measurement")
+    args = json.dumps(settings)
     env = {**os.environ, **MEASURE_ENV}
     done = subprocess.run([sys.executable, "-m", "labhelpers.lora", "measure", args], capture_output=True, text=True,
                           timeout=timeout, env=env)

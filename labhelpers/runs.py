@@ -7,15 +7,22 @@ Layout (all optional; each notebook recomputes what is missing)::
     <run>/plots/*.png                 every figure, also shown inline
     <run>/metrics/*.json              numbers each notebook measured (losses, scores, timings)
     <run>/executed/*.ipynb            executed notebooks when run headless (``./lab.sh run``)
+
+A result that is costly and exactly repeatable (a finished training log, greedy replies, the protocol's verdict, a
+measured peak) is stored beside its inputs with :func:`reuse_or_compute`: a re-run cell, another notebook or CI's
+second pass reads it back when the inputs are the same, and computes it again when anything changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
 
 
 def project_root(start: Path | None = None) -> Path | None:
@@ -112,3 +119,46 @@ def load_metrics(run: Path, name: str) -> dict[str, Any] | None:
     """
     path = run / "metrics" / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def content_key(value: Any) -> str:
+    """A short stable hash of JSON-able content (rows, prompts): what a stored result's key holds instead of the data.
+
+    >>> content_key([{"a": 1}]) == content_key([{"a": 1}]), content_key([1]) == content_key([2])
+    (True, False)
+    """
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def reuse_or_compute(path: Path, key: dict[str, Any], compute: Callable[[], T], what: str = "the result",
+                     encode: Callable[[T], Any] = lambda x: x, decode: Callable[[Any], T] = lambda x: x) -> T:
+    """``compute()``'s result, stored at ``path`` with ``key``; a later call with the same key reads it back instead.
+
+    ``key`` names every input that changes the result (settings, a content hash of the rows, a weights
+    fingerprint); any difference computes again and replaces the stored copy. ``encode``/``decode`` turn the result
+    into JSON and back. Delete the file to force a new computation.
+
+    >>> import tempfile; path = Path(tempfile.mkdtemp()) / "r.json"; calls = []
+    >>> def work(): calls.append(1); return {"loss": 2.0}
+    >>> first = reuse_or_compute(path, {"lr": 1e-3}, work)
+    >>> again = reuse_or_compute(path, {"lr": 1e-3}, work)  # doctest: +ELLIPSIS
+    reused the result from .../r.json (same inputs; delete the file to compute it again)
+    >>> other = reuse_or_compute(path, {"lr": 2e-3}, work)
+    >>> again == first, len(calls)
+    (True, 2)
+    """
+    key = json.loads(json.dumps(key, sort_keys=True, default=str))
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            stored = {}  # a half-written file (a disconnect mid-write) is recomputed, not trusted
+        if stored.get("key") == key:
+            print(f"reused {what} from {path} (same inputs; delete the file to compute it again)")
+            return decode(stored["value"])
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"key": key, "value": encode(result)}, default=str) + "\n")
+    tmp.replace(path)
+    return result

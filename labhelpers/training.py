@@ -8,7 +8,6 @@ notebooks call so they still run when notebook 06 has not (it trains the referen
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -151,25 +150,15 @@ def finished_run_or_train(config: Any, train_rows: Any, train: Callable[[], list
     >>> def train(): calls.append(1); return [{"loss": 2.0, "step": 1}]
     >>> first = finished_run_or_train(cfg, [{"messages": []}], train)
     >>> again = finished_run_or_train(cfg, [{"messages": []}], train)  # doctest: +ELLIPSIS
-    loaded the finished run from ... (same settings and rows; delete the folder to train again)
+    reused the finished run from .../finished_run.json (same inputs; delete the file to compute it again)
     >>> again == first, len(calls)
     (True, 1)
     """
+    from labhelpers.runs import content_key, reuse_or_compute
+
     rows = [row["messages"] if isinstance(row, dict) and "messages" in row else row for row in train_rows]
-    key = {"config": config_fingerprint(config),
-           "rows": hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()}
-    if extra:
-        key["extra"] = json.loads(json.dumps(extra, sort_keys=True, default=str))
-    path = Path(config.output_dir) / FINISHED_RUN_FILE
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("key") == key:
-            print(f"loaded the finished run from {path.parent} (same settings and rows; delete the folder to train again)")
-            return stored["log_history"]
-    log_history = train()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": key, "log_history": log_history}, default=str) + "\n")
-    return log_history
+    key = {"config": config_fingerprint(config), "rows": content_key(rows), "extra": extra or {}}
+    return reuse_or_compute(Path(config.output_dir) / FINISHED_RUN_FILE, key, train, what="the finished run")
 
 
 def fresh_output_dir(base: Path) -> Path:

@@ -188,7 +188,7 @@ def test_assistant_mask_from_ids_names_the_mistake(tokenizer, case, student, wor
 
 
 def _predict(config, batches, floor_accum=False, final_point=True, convert_share=True, warmup_round=math.ceil,
-             honour_max_steps=True):
+             honour_max_steps=True, count_start=True):
     """The reference prediction, and the typical mistakes by flag."""
     per_epoch = batches // config.gradient_accumulation_steps if floor_accum else math.ceil(
         batches / config.gradient_accumulation_steps)
@@ -200,7 +200,8 @@ def _predict(config, batches, floor_accum=False, final_point=True, convert_share
         return steps // every + (final_point and steps % every != 0)
 
     warmup = config.warmup_steps
-    return {"steps": steps, "evaluations": points(config.eval_steps), "checkpoints": points(config.save_steps),
+    start = bool(config.eval_on_start) and count_start
+    return {"steps": steps, "evaluations": points(config.eval_steps) + start, "checkpoints": points(config.save_steps),
             "warmup_steps": warmup_round(steps * warmup) if warmup < 1 else int(warmup)}
 
 
@@ -211,6 +212,7 @@ PREDICT_MISTAKES = [
     ("a share read as a step count", lambda c, b: _predict(c, b, convert_share=False), "a share of the run"),
     ("warmup rounded down", lambda c, b: _predict(c, b, warmup_round=math.floor), "rounds it up"),
     ("max_steps ignored", lambda c, b: _predict(c, b, honour_max_steps=False), "overrides num_train_epochs"),
+    ("eval_on_start not counted", lambda c, b: _predict(c, b, count_start=False), "eval_on_start=True adds one"),
     ("not a dict", lambda c, b: [1, 2, 3, 4], "return a dict"),
 ]
 

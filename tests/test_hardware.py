@@ -146,7 +146,7 @@ def test_every_recipe_is_consistent_and_effective_batch_is_per_profile(hw, mem, 
 # ----------------------------------------------------------------------------------------------- profiles
 def test_profile_values_exact():
     ci = recipe_for("cpu", "ci").sizes
-    assert dataclasses.astuple(ci) == (160, 16, 1.0, 40, 256, 4, 8, 1, 1e-4, 0.1, "cosine", 5, 1, 20, False)
+    assert dataclasses.astuple(ci) == (160, 16, 1.0, 30, 160, 4, 8, 1, 2e-4, 0.1, "cosine", 5, 1, 15, False)
     colab = recipe_for("t4", "colab", total_memory_gib=15.0).sizes
     assert dataclasses.astuple(colab) == (500, 50, 3.0, -1, 512, 4, 8, 4, 2e-5, 0.1, "cosine", 0.125, 0.02, 0.125, True)
     colab_a100 = recipe_for("ampere", "colab", total_memory_gib=40.0).sizes
@@ -227,7 +227,7 @@ def test_with_sizes_overrides_and_records_reason():
     assert (r.sizes.max_steps, r.sizes.learning_rate) == (5, 5e-5)
     assert dict(r.reasons)["learning_rate"] == "set by with_sizes(learning_rate=5e-05)"
     assert r.sft_config_kwargs()["max_steps"] == 5
-    assert recipe_for("cpu", "ci").sizes.max_steps == 40  # frozen original untouched
+    assert recipe_for("cpu", "ci").sizes.max_steps == 30  # frozen original untouched
 
 
 def test_with_sizes_rejects_unknown_key_with_suggestion():

@@ -109,8 +109,9 @@ def test_no_false_alarm_on_the_lab_recipes(tmp_path, case, recipe, rows):
 
 
 def test_plan_counts_like_the_trainer(tmp_path):
-    """Steps, evaluations, checkpoints and warmup of the ci reference run, as its trainer logs them (40 steps)."""
+    """Steps, evaluations, checkpoints and warmup of the ci reference run, as its trainer logs them (30 steps: the base
+    model's evaluation, then one every 5 steps; checkpoints at 15 and 30)."""
     plan = plan_run(_config(tmp_path), 40)
-    assert (plan.total_steps, plan.eval_points, plan.save_points) == (40, 8, 2)
+    assert (plan.total_steps, plan.eval_points, plan.save_points) == (30, 7, 2)
     accumulated = plan_run(_config(tmp_path, max_steps=-1, num_train_epochs=2, gradient_accumulation_steps=4), 10)
     assert accumulated.updates_per_epoch == 3 and accumulated.total_steps == 6  # ceil(10 / 4) per epoch

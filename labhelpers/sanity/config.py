@@ -72,6 +72,8 @@ def plan_run(args: Any, batches_per_epoch: int) -> RunPlan:
     >>> p = plan_run(args, 40)
     >>> p.total_steps, p.eval_points, p.save_points, p.log_points, p.warmup_steps
     (40, 8, 2, 8, 4)
+    >>> args.eval_on_start = True; plan_run(args, 40).eval_points  # one more, before the first step
+    9
     """
     accum = max(1, int(getattr(args, "gradient_accumulation_steps", 1) or 1))
     per_epoch = max(batches_per_epoch // accum + int(batches_per_epoch % accum > 0), 1)
@@ -94,6 +96,7 @@ def plan_run(args: Any, batches_per_epoch: int) -> RunPlan:
         return len(steps), steps
 
     n_eval, eval_at = points("eval", at_end=True)
+    n_eval += int(bool(getattr(args, "eval_on_start", False)) and strategy(args, "eval_strategy") != "no")
     n_save, save_at = points("save", at_end=True)
     n_log, _ = points("logging", at_end=False)
     warmup = getattr(args, "warmup_steps", 0) or 0

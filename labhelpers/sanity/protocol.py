@@ -13,6 +13,7 @@ import copy
 import math
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
@@ -154,6 +155,22 @@ class ProtocolResult:
         parts = [f"{name}\n{report}" for name, report in self.reports.items()]
         return "\n\n".join(parts + [f"VERDICT: {self.verdict}" + "".join(f"\n - {r}" for r in self.reasons)])
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values; :meth:`from_dict` rebuilds the result (its reports included).
+
+        >>> r = ProtocolResult("GO", ["every check passed"], {"overfit": SanityReport([Finding("a", "pass", "m")])})
+        >>> ProtocolResult.from_dict(r.to_dict()).to_dict() == r.to_dict()
+        True
+        """
+        return {"verdict": self.verdict, "reasons": self.reasons,
+                "reports": {name: report.to_dict() for name, report in self.reports.items()}}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ProtocolResult:
+        """The result :meth:`to_dict` described."""
+        return cls(values["verdict"], list(values["reasons"]),
+                   {name: SanityReport.from_dict(report) for name, report in values["reports"].items()})
+
     def _repr_html_(self) -> str:
         colour = "#d4edda" if self.go else "#fff3cd" if self.verdict == "SKIPPED" else "#f8d7da"
         body = "".join(f"<h4>{name}</h4>{report._repr_html_()}" for name, report in self.reports.items())
@@ -164,8 +181,35 @@ class ProtocolResult:
 def run_protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts: Sequence[Any],
                  overfit_examples: int = 20, overfit_steps: int = 50, short_steps: int = 20, lr: float = 1e-4,
                  max_length: int = 256, batch_size: int = 4, max_new_tokens: int = 64, overfit_min_drop: float = 0.5,
-                 overfit_lr: float | None = None, recipe: Recipe | None = None) -> ProtocolResult:
-    """Preflight, overfit ~20 examples, a short run with eval and monitor, sample generations → GO / NO-GO."""
+                 overfit_lr: float | None = None, recipe: Recipe | None = None,
+                 store: Path | None = None) -> ProtocolResult:
+    """Preflight, overfit ~20 examples, a short run with eval and monitor, sample generations → GO / NO-GO.
+
+    ``store``: a JSON file where the result is kept with what made it (the model's weights fingerprint, the rows,
+    prompts and every setting); the protocol is seeded and repeatable, so a re-run with the same inputs reads it back.
+    """
+    if store is not None:
+        from labhelpers.models import weights_fingerprint
+        from labhelpers.runs import content_key, reuse_or_compute
+
+        settings = dict(overfit_examples=overfit_examples, overfit_steps=overfit_steps, short_steps=short_steps, lr=lr,
+                        max_length=max_length, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                        overfit_min_drop=overfit_min_drop, overfit_lr=overfit_lr)
+        key = {"weights": weights_fingerprint(model), "train": content_key(list(_dataset(train))),
+               "eval": content_key(list(_dataset(eval_rows))), "prompts": content_key(list(prompts)),
+               "recipe": recipe.explain() if recipe is not None else None, **settings}
+        return reuse_or_compute(Path(store), key, lambda: _protocol(model, tokenizer, train, eval_rows, prompts,
+                                                                     recipe=recipe, **settings),
+                                what="the protocol's result", encode=ProtocolResult.to_dict,
+                                decode=ProtocolResult.from_dict)
+    return _protocol(model, tokenizer, train, eval_rows, prompts, overfit_examples, overfit_steps, short_steps, lr,
+                     max_length, batch_size, max_new_tokens, overfit_min_drop, overfit_lr, recipe)
+
+
+def _protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts: Sequence[Any], overfit_examples: int,
+              overfit_steps: int, short_steps: int, lr: float, max_length: int, batch_size: int, max_new_tokens: int,
+              overfit_min_drop: float, overfit_lr: float | None, recipe: Recipe | None) -> ProtocolResult:
+    """The protocol's work (see :func:`run_protocol`)."""
     reports: dict[str, SanityReport] = {}
     base_texts, base_hit = generate_replies(model, tokenizer, prompts, max_new_tokens)
     work = copy.deepcopy(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal
@@ -69,6 +70,20 @@ class SanityReport:
         """
         hits = [f for f in self.findings if f.check == check]
         return max(hits, key=lambda f: STATUSES.index(f.status)) if hits else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (findings as dicts); :meth:`from_dict` rebuilds the report.
+
+        >>> r = SanityReport([Finding("a", "warn", "m", "f")], title="t", extras={"losses": [1.0]})
+        >>> SanityReport.from_dict(r.to_dict()).to_dict() == r.to_dict()
+        True
+        """
+        return {"title": self.title, "extras": self.extras, "findings": [dataclasses.asdict(f) for f in self.findings]}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SanityReport:
+        """The report :meth:`to_dict` described."""
+        return cls([Finding(**f) for f in values["findings"]], values["title"], dict(values["extras"]))
 
     def __repr__(self) -> str:
         return str(self)
