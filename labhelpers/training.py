@@ -211,7 +211,7 @@ def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str) ->
     train, evaluation = train.select_columns(["messages"]), evaluation.select_columns(["messages"])
     config = recipe.reference_config(run / "sft")
     trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
-    trainer.train(resume_from_checkpoint=resume_point(config))
+    train_or_explain_oom(trainer, recipe, resume_from_checkpoint=resume_point(config))
     final = run / "sft" / "final"
     trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
@@ -312,11 +312,46 @@ def out_of_memory_message(model: Any, recipe: Recipe, gpu_gib: float | None) -> 
     return "\n".join(lines)
 
 
+def resume_finished_run(trainer: Any, checkpoint: str | Path | None) -> Any | None:
+    """A ``TrainOutput`` when ``checkpoint`` already holds the whole run (its step >= ``max_steps``): its trainer state
+    and its best weights (or its own) are loaded into ``trainer``, and nothing is trained. None otherwise.
+
+    Needed because transformers 5.x, asked to resume a finished run that ends mid-epoch, trains one step past
+    ``max_steps`` (measured: a 30-step run over 40 batches resumed to checkpoint-31, then 32 on the next re-run).
+    """
+    if checkpoint is None or trainer.args.max_steps <= 0:
+        return None
+    from safetensors.torch import load_model
+    from transformers import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    checkpoint = Path(checkpoint)
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    if state.global_step < trainer.args.max_steps:
+        return None
+    best = checkpoint
+    if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
+        best = checkpoint.parent / Path(state.best_model_checkpoint).name  # the folder may have moved (Drive)
+    load_model(trainer.model, str(best / "model.safetensors"))
+    trainer.state = state
+    print(f"the run in {checkpoint.parent} is finished (step {state.global_step} of {trainer.args.max_steps}): "
+          f"loaded {best.name}{' (the best evaluated)' if best != checkpoint else ''} instead of training again")
+    losses = [e["loss"] for e in state.log_history if "loss" in e]
+    return TrainOutput(state.global_step, sum(losses) / len(losses) if losses else float("nan"),
+                       {"global_step": state.global_step, "trained_now": 0})
+
+
 def train_or_explain_oom(trainer: Any, recipe: Recipe, resume_from_checkpoint: str | None = None,
                          gpu_gib: float | None = None) -> Any:
-    """``trainer.train(...)``; an out-of-memory error stops the run with :func:`out_of_memory_message` instead."""
+    """``trainer.train(...)``; an out-of-memory error stops the run with :func:`out_of_memory_message` instead.
+
+    A checkpoint that already holds the whole run is loaded, not trained on (:func:`resume_finished_run`).
+    """
     import torch
 
+    finished = resume_finished_run(trainer, resume_from_checkpoint)
+    if finished is not None:
+        return finished
     try:
         return trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     except torch.OutOfMemoryError:

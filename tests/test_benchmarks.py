@@ -16,6 +16,13 @@ def test_benchmark_is_registered_and_imports(name):
     assert callable(module.main)
 
 
+def test_the_hour_long_colab_profile_runs_by_name_only():
+    from benchmarks.__main__ import LONG_BENCHMARKS
+
+    assert "colab_profile" in LONG_BENCHMARKS and "colab_profile" not in BENCHMARKS
+    assert callable(importlib.import_module("benchmarks.colab_profile").main)
+
+
 def test_padding_share_pads_each_batch_to_its_longest_row():
     from benchmarks.packing import padding_share
 

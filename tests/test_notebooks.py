@@ -133,6 +133,10 @@ def test_solution_executes_with_papermill(path):
     if path.name.startswith("06"):  # after 09's reference run: 06 resumed it, no second run
         checkpoints = sorted(p.name for p in (run / "sft").glob("checkpoint-*"))
         assert "resuming from" in _stdout(nb), f"notebook 06 trained again instead of resuming 09's run ({checkpoints})"
+        from labhelpers.hardware import detect_recipe
+
+        last = max(int(name.split("-")[1]) for name in checkpoints)  # a finished run is loaded, not trained further
+        assert last == detect_recipe("ci").sizes.max_steps, f"the finished run was trained past its end: {checkpoints}"
     (run / "metrics").mkdir(exist_ok=True)
     (run / "metrics" / "papermill_timings.json").write_text(json.dumps(TIMINGS, indent=2))
     print(f"{path.stem}: {TIMINGS[path.stem]:.1f} s (total so far {sum(TIMINGS.values()):.1f} s)")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from labhelpers.training import CHECKPOINT_FILES, is_complete_checkpoint, latest_checkpoint, resume_point
 
@@ -94,3 +95,36 @@ def test_checkpoints_of_another_configuration_are_not_mixed(tmp_path):
     with pytest.raises(ValueError, match=r"different configuration \(learning_rate: 0.0001 -> 0.0005\).*Nothing was deleted"):
         resume_point(Config())
     assert (tmp_path / "checkpoint-4").is_dir()
+
+
+@pytest.mark.slow
+def test_a_finished_run_ending_mid_epoch_is_loaded_not_trained_further(tmp_path, model_and_tokenizer, cpu_recipe):
+    """Re-running notebook 06 on a finished run gives the same model: transformers 5.x would resume it one step past
+    max_steps when the run ends mid-epoch (seen in CI: checkpoint-31, then 32, of a 30-step run)."""
+    import copy
+
+    from safetensors.torch import load_file
+    from trl import SFTTrainer
+
+    from labhelpers.data import load_chat_dataset
+    from labhelpers.training import resume_point, train_or_explain_oom
+
+    model, tokenizer = model_and_tokenizer
+    rows = load_chat_dataset("sft-lab/house-format")["train"].select(range(16)).select_columns(["messages"])
+    config = cpu_recipe.reference_config(tmp_path / "sft", max_steps=2, save_steps=2, eval_strategy="no",
+                                         eval_on_start=False, load_best_model_at_end=False, max_length=160)
+
+    def trainer():  # 16 rows in batches of 4: the 2-step run ends mid-epoch
+        return SFTTrainer(model=copy.deepcopy(model), args=config, train_dataset=rows, processing_class=tokenizer)
+
+    first = trainer()
+    first.train(resume_from_checkpoint=resume_point(config))
+    again = trainer()
+    result = train_or_explain_oom(again, cpu_recipe, resume_from_checkpoint=str(resume_point(config)))
+    assert result.global_step == 2 and again.state.global_step == 2
+    assert sorted(p.name for p in (tmp_path / "sft").glob("checkpoint-*")) == ["checkpoint-2"]
+    saved = load_file(str(tmp_path / "sft" / "checkpoint-2" / "model.safetensors"))
+    for name, param in again.model.named_parameters():
+        if name in saved:
+            assert torch.equal(param.detach(), saved[name]), name
+    assert any(not torch.equal(p, q) for p, q in zip(again.model.parameters(), model.parameters()))  # trained weights

@@ -79,6 +79,13 @@ def test_stored_protocol_result_is_keyed_by_weights_rows_and_settings(tmp_path, 
     run(model=torch.nn.Linear(3, 3))
     assert len(runs) == 4 and first.to_dict() == again.to_dict()
 
+    from labhelpers.hardware import recipe_for
+
+    run(recipe=recipe_for("cpu", "ci", profile_source="argument"))  # papermill passes PROFILE="ci" ...
+    run(recipe=recipe_for("cpu", "ci", profile_source="environment"))  # ... nbval reads $LAB_PROFILE: the same run
+    run(recipe=recipe_for("cpu", "ci").with_sizes(max_length=256))
+    assert len(runs) == 6
+
 
 def test_stored_measurement_is_reused_on_the_same_machine_only(tmp_path, monkeypatch, cpu_recipe):
     from labhelpers import lora

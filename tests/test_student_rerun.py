@@ -17,7 +17,8 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "11_custom_accelerate_loop.ipynb"
 PROBE = ("import json; print('RUN=' + json.dumps({'steps': [(h['step'], round(h['loss'], 6)) for h in history], "
-         "'n_steps': n_steps, 'micro_batches_seen': accelerator.step, 'grad_accum': grad_accum}))")
+         "'n_steps': n_steps, 'micro_batches_seen': accelerator.step, 'grad_accum': grad_accum, "
+         "'optimizer_steps': int(next(iter(optimizer.optimizer.state.values()))['step'])}))")
 
 
 def _solution_of_first_todo() -> str:
@@ -66,6 +67,9 @@ def test_loop_cell_rerun_after_the_fix_repeats_a_fresh_run():
 
     n_steps = first["n_steps"]
     assert [step for step, _ in first["steps"]] == list(range(1, n_steps + 1)), first
-    # a fresh Accelerator counted exactly this run's micro-batches: the failed run's step did not shift the groups
+    # a fresh Accelerator counted exactly this run's micro-batches (the failed run's counter did not shift the groups),
+    # and the optimizer stepped once per group, also when the run ends with the loader's last batch (the loop fetches a
+    # group ahead: Accelerate's default end-of-loader sync would split the last group into two steps)
     assert first["micro_batches_seen"] == n_steps * first["grad_accum"], first
+    assert first["optimizer_steps"] == n_steps, first
     assert second == first, f"re-running the loop cell changed the run: {first} then {second}"

@@ -197,7 +197,8 @@ def run_protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts
                         overfit_min_drop=overfit_min_drop, overfit_lr=overfit_lr)
         key = {"weights": weights_fingerprint(model), "train": content_key(list(_dataset(train))),
                "eval": content_key(list(_dataset(eval_rows))), "prompts": content_key(list(prompts)),
-               "recipe": recipe.explain() if recipe is not None else None, **settings}
+               "recipe": ({**recipe.sft_config_kwargs(), **recipe.model_kwargs(), "device": recipe.device}
+                          if recipe is not None else None), **settings}  # values only: not where the profile came from
         return reuse_or_compute(Path(store), key, lambda: _protocol(model, tokenizer, train, eval_rows, prompts,
                                                                      recipe=recipe, **settings),
                                 what="the protocol's result", encode=ProtocolResult.to_dict,

@@ -1,0 +1,101 @@
+"""The colab profile's before/after, measured on this CPU: does the seed lab's recipe teach something visible?
+
+``python -m benchmarks.colab_profile [--dataset sft-lab/house-format] [--max-steps N]`` trains notebook 06's
+reference run with the ``colab`` sizes (500 rows, 3 epochs, max_length 512, lr 2e-5, warmup 10%, effective batch 16,
+the T4's split) on this CPU in fp32, then answers the held-out prompts with the base and the tuned model exactly
+as notebooks 02 and 09 do, and prints what the run bought: house format (when the data teaches it), replies cut by
+``max_new_tokens``, looping replies, held-out reply loss, eval loss. A long run (about an hour on a 2-core CPU), so
+it is not in ``python -m benchmarks``' default set; ``--max-steps`` caps it for a quick look (and says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.reference_step import in_reference_steps, reference_step_seconds
+from benchmarks.report import format_table, save_json
+
+MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def share(flags: list[bool]) -> float:
+    """Fraction of true flags.
+
+    >>> share([True, False, False, True])
+    0.5
+    """
+    return sum(flags) / len(flags) if flags else 0.0
+
+
+def behaviour(model, tokenizer, pairs: list[tuple[str, str]], recipe) -> dict:
+    """Greedy replies to the held-out prompts and the measures notebook 09 reads, for one model."""
+    from labhelpers.behaviour import follows_house_format
+    from labhelpers.generation import generate_replies, reply_nll
+    from labhelpers.sanity.postflight import is_degenerate
+
+    prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
+    with recipe.autocast():
+        replies, cut = generate_replies(model, tokenizer, prompts, recipe.lesson.max_new_tokens,
+                                        recipe.lesson.generation_batch_size)
+    return {"house_format": share([follows_house_format(r) for r in replies]), "cut": share(cut),
+            "looping": share([is_degenerate(r) for r in replies]),
+            "reply_loss": statistics.fmean(reply_nll(model, tokenizer, prompts, references))}
+
+
+def main(dataset: str = "sft-lab/house-format", max_steps: int | None = None) -> dict:
+    from labhelpers.behaviour import data_teaches_house_format
+    from labhelpers.data import load_chat_dataset
+    from labhelpers.generation import heldout_pairs
+    from labhelpers.hardware import recipe_for
+    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.runs import load_metrics
+    from labhelpers.training import reference_sft_run
+
+    recipe = recipe_for("cpu", "colab")  # the colab sizes and the T4's effective batch, in fp32 on this CPU
+    if max_steps:
+        recipe = recipe.with_sizes(max_steps=max_steps)
+    reference_s = reference_step_seconds()
+    pairs = heldout_pairs(load_chat_dataset(dataset)["test"], recipe.lesson.n_heldout_prompts)
+    model, tokenizer = load_model_and_tokenizer(MODEL_ID, recipe, verbose=False)
+    started = time.perf_counter()
+    base = behaviour(model, tokenizer, pairs, recipe)
+    del model
+    run = Path(tempfile.mkdtemp(prefix="colab-profile-"))
+    trained = time.perf_counter()
+    final = reference_sft_run(run, recipe, MODEL_ID, dataset)
+    train_s = time.perf_counter() - trained
+    tuned_model, _ = load_model_and_tokenizer(str(final), recipe, verbose=False)
+    tuned = behaviour(tuned_model, tokenizer, pairs, recipe)
+    total_s = time.perf_counter() - started
+    training = load_metrics(run, "training") or {}
+    teaches = data_teaches_house_format([r for _, r in pairs])
+    measures = ["house_format"] if teaches else []
+    rows = [[m, f"{base[m]:.0%}", f"{tuned[m]:.0%}"] for m in measures + ["cut", "looping"]]
+    rows.append(["reply_loss (nats/token)", f"{base['reply_loss']:.2f}", f"{tuned['reply_loss']:.2f}"])
+    rows.append(["eval loss (first -> last)", f"{training.get('first_eval_loss', float('nan')):.2f}",
+                 f"{training.get('last_eval_loss', float('nan')):.2f}"])
+    steps = max(e.get("step", 0) for e in training.get("log_history", [{}]))
+    capped = f", capped at max_steps={max_steps} (not the profile's run)" if max_steps else ""
+    print(f"colab profile on this CPU, {dataset}: {steps} optimizer steps{capped}; "
+          f"{len(pairs)} held-out prompts, max_new_tokens {recipe.lesson.max_new_tokens}")
+    print(format_table(["measure", "base", "tuned"], rows))
+    print(f"training {train_s:.0f} s = {in_reference_steps(train_s, reference_s)}, everything {total_s:.0f} s "
+          f"(reference step {reference_s:.2f} s)")
+    figures = {"dataset": dataset, "steps": steps, "max_steps_cap": max_steps, "base": base, "tuned": tuned,
+               "first_eval_loss": training.get("first_eval_loss"), "last_eval_loss": training.get("last_eval_loss"),
+               "train_s": train_s, "total_s": total_s, "reference_step_s": reference_s,
+               "data_teaches_house_format": teaches}
+    save_json("colab_profile" if dataset == "sft-lab/house-format" else "colab_profile_natural", figures)
+    return figures
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.colab_profile", description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="sft-lab/house-format", help="a dataset name or .jsonl path")
+    parser.add_argument("--max-steps", type=int, default=None, help="cap the run (a quick look, not the measurement)")
+    options = parser.parse_args()
+    main(options.dataset, options.max_steps)
