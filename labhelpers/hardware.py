@@ -148,8 +148,8 @@ _SHARED = {
         max_steps=(30, "measured on the 2-core CPU (20 held-out prompts): 30 steps at lr 2e-4 put 85% in the house "
                        "format with 5% cut and none looping; 36 at 1.5e-4 also 85% (16% dearer), 30 at 1.5e-4 80%, "
                        "40 at 1e-4 70%; the cheapest run measured that teaches the behaviour"),
-        max_length=(160, "keeps the short single-turn rows (about half): the cost of a CPU step grows with the tokens "
-                         "in it, and 160 cut the reference run from ~400 s (256) to ~175 s at the same quality"),
+        max_length=(160, "keeps the short single-turn rows (about half): a CPU step costs what its tokens cost; 40 "
+                         "steps at <= 160 trained in 223 s vs ~430 s at <= 256, and 30 steps in ~175-210 s"),
         learning_rate=(2e-4, "a 135M full fine-tune needs a high LR to change behaviour in 30 steps (below the "
                              "preflight's 3e-4 warning; 1e-4 needed 40+ steps of longer rows)"),
         warmup_ratio=(0.1, "3 of 30 steps; avoids a full-size first update on fresh AdamW statistics"),

@@ -223,7 +223,7 @@ def weights_fingerprint(model: Any) -> str:
     """A hash of every parameter and buffer's bytes, in order: equal only for the same weights (and dtype).
 
     What a stored result computed from a model (greedy replies, the protocol's verdict) is keyed by, so a changed or
-    retrained model never reads another model's results. ~1 s for the 135M model on a CPU.
+    retrained model never reads another model's results. 1-2 s for the 135M model on a 2-core CPU.
 
     >>> import torch; a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     >>> weights_fingerprint(a) == weights_fingerprint(a), weights_fingerprint(a) == weights_fingerprint(b)
