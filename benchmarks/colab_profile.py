@@ -33,7 +33,7 @@ def share(flags: list[bool]) -> float:
 
 def behaviour(model, tokenizer, pairs: list[tuple[str, str]], recipe) -> dict:
     """Greedy replies to the held-out prompts and the measures notebook 09 reads, for one model."""
-    from labhelpers.behaviour import follows_house_format
+    from labhelpers.behaviour import house_format_rate
     from labhelpers.generation import generate_replies, reply_nll
     from labhelpers.sanity.postflight import is_degenerate
 
@@ -41,7 +41,7 @@ def behaviour(model, tokenizer, pairs: list[tuple[str, str]], recipe) -> dict:
     with recipe.autocast():
         replies, cut = generate_replies(model, tokenizer, prompts, recipe.lesson.max_new_tokens,
                                         recipe.lesson.generation_batch_size)
-    return {"house_format": share([follows_house_format(r) for r in replies]), "cut": share(cut),
+    return {"house_format": house_format_rate(replies), "cut": share(cut),
             "looping": share([is_degenerate(r) for r in replies]),
             "reply_loss": statistics.fmean(reply_nll(model, tokenizer, prompts, references))}
 

@@ -104,11 +104,16 @@ def save_metrics(run: Path, name: str, figures: dict[str, Any]) -> Path:
     'demo.json'
     """
     path = run / "metrics" / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(figures, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
+    _write_json(path, figures, indent=2, sort_keys=True)
     return path
+
+
+def _write_json(path: Path, value: Any, **dumps: Any) -> None:
+    """Write ``value`` as JSON through a temporary file, so a disconnect mid-write never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(value, default=str, **dumps) + "\n")
+    tmp.replace(path)
 
 
 def load_metrics(run: Path, name: str) -> dict[str, Any] | None:
@@ -157,8 +162,5 @@ def reuse_or_compute(path: Path, key: dict[str, Any], compute: Callable[[], T], 
             print(f"reused {what} from {path} (same inputs; delete the file to compute it again)")
             return decode(stored["value"])
     result = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"key": key, "value": encode(result)}, default=str) + "\n")
-    tmp.replace(path)
+    _write_json(path, {"key": key, "value": encode(result)})
     return result

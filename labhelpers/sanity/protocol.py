@@ -188,23 +188,24 @@ def run_protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts
     ``store``: a JSON file where the result is kept with what made it (the model's weights fingerprint, the rows,
     prompts and every setting); the protocol is seeded and repeatable, so a re-run with the same inputs reads it back.
     """
-    if store is not None:
-        from labhelpers.models import weights_fingerprint
-        from labhelpers.runs import content_key, reuse_or_compute
+    settings = dict(overfit_examples=overfit_examples, overfit_steps=overfit_steps, short_steps=short_steps, lr=lr,
+                    max_length=max_length, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                    overfit_min_drop=overfit_min_drop, overfit_lr=overfit_lr)
 
-        settings = dict(overfit_examples=overfit_examples, overfit_steps=overfit_steps, short_steps=short_steps, lr=lr,
-                        max_length=max_length, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                        overfit_min_drop=overfit_min_drop, overfit_lr=overfit_lr)
-        key = {"weights": weights_fingerprint(model), "train": content_key(list(_dataset(train))),
-               "eval": content_key(list(_dataset(eval_rows))), "prompts": content_key(list(prompts)),
-               "recipe": ({**recipe.sft_config_kwargs(), **recipe.model_kwargs(), "device": recipe.device}
-                          if recipe is not None else None), **settings}  # values only: not where the profile came from
-        return reuse_or_compute(Path(store), key, lambda: _protocol(model, tokenizer, train, eval_rows, prompts,
-                                                                     recipe=recipe, **settings),
-                                what="the protocol's result", encode=ProtocolResult.to_dict,
-                                decode=ProtocolResult.from_dict)
-    return _protocol(model, tokenizer, train, eval_rows, prompts, overfit_examples, overfit_steps, short_steps, lr,
-                     max_length, batch_size, max_new_tokens, overfit_min_drop, overfit_lr, recipe)
+    def work() -> ProtocolResult:
+        return _protocol(model, tokenizer, train, eval_rows, prompts, recipe=recipe, **settings)
+
+    if store is None:
+        return work()
+    from labhelpers.models import weights_fingerprint
+    from labhelpers.runs import content_key, reuse_or_compute
+
+    key = {"weights": weights_fingerprint(model), "train": content_key(list(_dataset(train))),
+           "eval": content_key(list(_dataset(eval_rows))), "prompts": content_key(list(prompts)),
+           "recipe": ({**recipe.sft_config_kwargs(), **recipe.model_kwargs(), "device": recipe.device}
+                      if recipe is not None else None), **settings}  # values only: not where the profile came from
+    return reuse_or_compute(Path(store), key, work, what="the protocol's result", encode=ProtocolResult.to_dict,
+                            decode=ProtocolResult.from_dict)
 
 
 def _protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts: Sequence[Any], overfit_examples: int,
