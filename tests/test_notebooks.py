@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tools import colab, nbtools
+from tools import colab, nbtools, runtime_estimate
 from tools.series import execute
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +47,22 @@ def test_first_cell_states_the_measured_run_time(path):
     """A student knows before Run All how long it takes, with the machine's reference step to scale it."""
     intro = nbformat.read(path, as_version=4).cells[0].source
     assert "*Run time:*" in intro and "reference step of" in intro and " s" in intro.split("*Run time:*")[1][:20]
+
+
+@pytest.fixture(scope="module")
+def t4_estimates() -> dict[str, tuple[float, float]]:
+    return runtime_estimate.t4_estimates()
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_first_cell_states_what_the_speed_model_estimates_for_a_t4(path, t4_estimates):
+    """The Colab T4 range is the speed model's for today's recipe and data, and says it is an estimate."""
+    intro = nbformat.read(path, as_version=4).cells[0].source
+    phrase = runtime_estimate.minutes_phrase(*t4_estimates[path.name[:2]])
+    assert f"On a Colab T4, `colab` profile: {phrase}, estimated by a speed model" in intro, (
+        f"{path.name}: the first cell's T4 time is stale; the speed model now says {phrase!r} "
+        "(python -m tools.runtime_estimate)")
+    assert "not yet timed on a T4" in intro
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
