@@ -4,15 +4,19 @@
 reference run with the ``colab`` sizes (500 rows, 3 epochs, max_length 512, lr 2e-5, warmup 10%, effective batch 16,
 the T4's split) on this CPU in fp32, then answers the held-out prompts with the base and the tuned model exactly
 as notebooks 02 and 09 do, and prints what the run bought: house format (when the data teaches it), replies cut by
-``max_new_tokens``, looping replies, held-out reply loss, eval loss. A long run (about an hour on a 2-core CPU), so
-it is not in ``python -m benchmarks``' default set; ``--max-steps`` caps it for a quick look (and says so).
+``max_new_tokens``, looping replies, held-out reply loss, eval loss. A long run (96 steps of up to 16 x 512 tokens: over
+two hours on a 2-core CPU), so it is not in ``python -m benchmarks``' default set, and it resumes: the run lives in
+``runs/benchmarks/`` with a checkpoint every eighth of the run and the base model's replies stored, so calling it again
+continues where a sitting stopped (each sitting's time is kept in ``segments.json``). ``--max-steps`` caps it for a
+quick look (and says so).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -46,31 +50,73 @@ def behaviour(model, tokenizer, pairs: list[tuple[str, str]], recipe) -> dict:
             "reply_loss": statistics.fmean(reply_nll(model, tokenizer, prompts, references))}
 
 
-def main(dataset: str = "sft-lab/house-format", max_steps: int | None = None) -> dict:
+def default_run_dir(dataset: str) -> Path:
+    """Where the benchmark keeps its run, so a later call resumes it (``runs/`` is git-ignored).
+
+    >>> default_run_dir("sft-lab/house-format").as_posix()
+    'runs/benchmarks/colab_profile-sft-lab-house-format'
+    """
+    name = Path(dataset).stem if dataset.endswith(".jsonl") else dataset
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name)
+    return Path("runs") / "benchmarks" / f"colab_profile-{slug}"
+
+
+def last_step(training: dict | None) -> int:
+    """The last optimizer step in a run's stored log.
+
+    >>> last_step({"log_history": [{"step": 0}, {"step": 12}]}), last_step(None)
+    (12, 0)
+    """
+    return max((e.get("step", 0) for e in (training or {}).get("log_history", [])), default=0)
+
+
+def record_segment(run: Path, seconds: float, steps: tuple[int, int], reference_s: float) -> list[dict]:
+    """Append one sitting of training to ``run/segments.json`` and return them all (a long run spans sittings).
+
+    >>> import tempfile; run = Path(tempfile.mkdtemp())
+    >>> [s["steps"] for s in record_segment(run, 90.0, (0, 12), 7.0) + record_segment(run, 80.0, (12, 20), 7.5)[1:]]
+    [[0, 12], [12, 20]]
+    """
+    path = run / "segments.json"
+    segments = json.loads(path.read_text()) if path.is_file() else []
+    segments.append({"seconds": seconds, "steps": list(steps), "reference_step_s": reference_s})
+    path.write_text(json.dumps(segments, indent=2) + "\n")
+    return segments
+
+
+def main(dataset: str = "sft-lab/house-format", max_steps: int | None = None, run: Path | None = None) -> dict:
     from labhelpers.behaviour import data_teaches_house_format
     from labhelpers.data import load_chat_dataset
     from labhelpers.generation import heldout_pairs
     from labhelpers.hardware import recipe_for
     from labhelpers.models import load_model_and_tokenizer
-    from labhelpers.runs import load_metrics
-    from labhelpers.training import reference_sft_run
+    from labhelpers.runs import content_key, load_metrics, reuse_or_compute
+    from labhelpers.training import latest_checkpoint, reference_sft_run
 
     recipe = recipe_for("cpu", "colab")  # the colab sizes and the T4's effective batch, in fp32 on this CPU
     if max_steps:
         recipe = recipe.with_sizes(max_steps=max_steps)
+    run = run or default_run_dir(dataset) / (f"capped-{max_steps}" if max_steps else "full")
+    run.mkdir(parents=True, exist_ok=True)
     reference_s = reference_step_seconds()
     pairs = heldout_pairs(load_chat_dataset(dataset)["test"], recipe.lesson.n_heldout_prompts)
     model, tokenizer = load_model_and_tokenizer(MODEL_ID, recipe, verbose=False)
-    started = time.perf_counter()
-    base = behaviour(model, tokenizer, pairs, recipe)
+    key = {"model": MODEL_ID, "pairs": content_key(pairs), "lesson": str(recipe.lesson)}
+    base = reuse_or_compute(run / "base_behaviour.json", key, lambda: behaviour(model, tokenizer, pairs, recipe),
+                            "the base model's replies")
     del model
-    run = Path(tempfile.mkdtemp(prefix="colab-profile-"))
-    trained = time.perf_counter()
-    final = reference_sft_run(run, recipe, MODEL_ID, dataset)
-    train_s = time.perf_counter() - trained
+    final = run / "sft" / "final"
+    if not (final / "model.safetensors").is_file():  # trains, or resumes from the last checkpoint of a sitting
+        checkpoint = latest_checkpoint(run / "sft")
+        started = time.perf_counter()
+        reference_sft_run(run, recipe, MODEL_ID, dataset)
+        first = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
+        record_segment(run, time.perf_counter() - started, (first, last_step(load_metrics(run, "training"))),
+                       reference_s)
+    segments = json.loads((run / "segments.json").read_text())
     tuned_model, _ = load_model_and_tokenizer(str(final), recipe, verbose=False)
-    tuned = behaviour(tuned_model, tokenizer, pairs, recipe)
-    total_s = time.perf_counter() - started
+    tuned = reuse_or_compute(run / "tuned_behaviour.json", key,
+                             lambda: behaviour(tuned_model, tokenizer, pairs, recipe), "the tuned model's replies")
     training = load_metrics(run, "training") or {}
     teaches = data_teaches_house_format([r for _, r in pairs])
     measures = ["house_format"] if teaches else []
@@ -78,17 +124,19 @@ def main(dataset: str = "sft-lab/house-format", max_steps: int | None = None) ->
     rows.append(["reply_loss (nats/token)", f"{base['reply_loss']:.2f}", f"{tuned['reply_loss']:.2f}"])
     rows.append(["eval loss (first -> last)", f"{training.get('first_eval_loss', float('nan')):.2f}",
                  f"{training.get('last_eval_loss', float('nan')):.2f}"])
-    steps = max(e.get("step", 0) for e in training.get("log_history", [{}]))
+    steps = last_step(training)
     capped = f", capped at max_steps={max_steps} (not the profile's run)" if max_steps else ""
     print(f"colab profile on this CPU, {dataset}: {steps} optimizer steps{capped}; "
           f"{len(pairs)} held-out prompts, max_new_tokens {recipe.lesson.max_new_tokens}")
     print(format_table(["measure", "base", "tuned"], rows))
-    print(f"training {train_s:.0f} s = {in_reference_steps(train_s, reference_s)}, everything {total_s:.0f} s "
-          f"(reference step {reference_s:.2f} s)")
+    train_s = sum(s["seconds"] for s in segments)
+    in_steps = sum(s["seconds"] / s["reference_step_s"] for s in segments)
+    print(f"training {train_s:.0f} s in {len(segments)} sitting(s) = {in_steps:.0f} reference steps "
+          f"(each sitting measured against its own reference step; this one's {reference_s:.2f} s)")
     figures = {"dataset": dataset, "steps": steps, "max_steps_cap": max_steps, "base": base, "tuned": tuned,
                "first_eval_loss": training.get("first_eval_loss"), "last_eval_loss": training.get("last_eval_loss"),
-               "train_s": train_s, "total_s": total_s, "reference_step_s": reference_s,
-               "data_teaches_house_format": teaches}
+               "train_s": train_s, "train_reference_steps": in_steps, "segments": segments,
+               "reference_step_s": reference_s, "data_teaches_house_format": teaches}
     save_json("colab_profile" if dataset == "sft-lab/house-format" else "colab_profile_natural", figures)
     return figures
 
@@ -97,5 +145,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m benchmarks.colab_profile", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="sft-lab/house-format", help="a dataset name or .jsonl path")
     parser.add_argument("--max-steps", type=int, default=None, help="cap the run (a quick look, not the measurement)")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="where the run lives; a later call resumes it (default: runs/benchmarks/colab_profile-...)")
     options = parser.parse_args()
-    main(options.dataset, options.max_steps)
+    main(options.dataset, options.max_steps, options.run_dir)
