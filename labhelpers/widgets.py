@@ -374,13 +374,21 @@ def replies_table(prompt: str, replies: Mapping[str, str], score: Callable[[str]
 def chat_compare(base_model: Any, tuned_model: Any, tokenizer: Any, score: Callable[[str], Any] | None = None, *,
                  prompt: str = "Explain what a neural network is in simple terms.",
                  max_new_tokens: int = 64, autocast: Callable[[], Any] | None = None,
-                 names: tuple[str, str] = ("base", "fine-tuned")) -> Interactive:
-    """Type a prompt, get both models' replies side by side, streamed; greedy or sampled; a verdict under each."""
+                 names: tuple[str, str] = ("base", "fine-tuned"),
+                 first_replies: tuple[str, str] | None = None) -> Interactive:
+    """Type a prompt, get both models' replies side by side, streamed; greedy or sampled; a verdict under each.
+
+    ``first_replies``: both models' greedy replies to ``prompt`` when the notebook has already generated them (e.g.
+    with ``generate_replies``): they are shown first instead of being generated a second time.
+    """
     import ipywidgets as w
 
     models = dict(zip(names, (base_model, tuned_model)))
-    first = {name: stream_reply(model, tokenizer, prompt, generation_kwargs("greedy", max_new_tokens=max_new_tokens),
-                                autocast=autocast) for name, model in models.items()}
+    if first_replies is not None:
+        first = dict(zip(names, first_replies))
+    else:
+        first = {name: stream_reply(model, tokenizer, prompt, generation_kwargs("greedy", max_new_tokens=max_new_tokens),
+                                    autocast=autocast) for name, model in models.items()}
 
     text = w.Textarea(value=prompt, description="prompt", layout=w.Layout(width="95%", height="4em"))
     mode = w.ToggleButtons(options=DECODING, value="greedy", description="decoding")

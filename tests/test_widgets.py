@@ -207,6 +207,21 @@ def test_stream_reply_streams_the_greedy_reply(model_spy):
 
 
 @pytest.mark.slow
+def test_chat_compare_shows_replies_already_generated_without_generating_them_again(model_spy):
+    from labhelpers.behaviour import follows_house_format
+    from labhelpers.widgets import chat_compare
+
+    model, tokenizer, calls = model_spy
+    calls.clear()
+    compare = chat_compare(model, model, tokenizer, follows_house_format, prompt="Name a colour.", max_new_tokens=4,
+                           first_replies=("Blue is a colour.", "Answer: red"))
+    html = compare._repr_mimebundle_()["text/html"]
+    assert calls == [] and "Blue is a colour." in html and "Answer: red" in html
+    compare.controls["generate"].click()  # the button still generates with both models
+    assert len(calls) == 2
+
+
+@pytest.mark.slow
 def test_chat_compare_fallback_and_controls(model_spy):
     from labhelpers.behaviour import follows_house_format
     from labhelpers.widgets import chat_compare

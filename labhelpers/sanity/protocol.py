@@ -208,6 +208,21 @@ def run_protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts
                             decode=ProtocolResult.from_dict)
 
 
+def _final_eval_loss(trainer: Any) -> float:
+    """Eval loss after the last step: the one the trainer logged at that step, or a new evaluation when it logged none.
+
+    >>> from types import SimpleNamespace as NS
+    >>> _final_eval_loss(NS(state=NS(global_step=4, log_history=[{"eval_loss": 2.0, "step": 2}, {"eval_loss": 1.5, "step": 4}])))
+    1.5
+    >>> _final_eval_loss(NS(state=NS(global_step=5, log_history=[{"eval_loss": 1.5, "step": 4}]),
+    ...                     evaluate=lambda: {"eval_loss": 1.4}))
+    1.4
+    """
+    logged = [e["eval_loss"] for e in trainer.state.log_history
+              if "eval_loss" in e and e.get("step") == trainer.state.global_step]
+    return logged[-1] if logged else trainer.evaluate()["eval_loss"]
+
+
 def _protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts: Sequence[Any], overfit_examples: int,
               overfit_steps: int, short_steps: int, lr: float, max_length: int, batch_size: int, max_new_tokens: int,
               overfit_min_drop: float, overfit_lr: float | None, recipe: Recipe | None) -> ProtocolResult:
@@ -226,7 +241,7 @@ def _protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts: S
                                       max_length=max_length, batch_size=batch_size, min_drop=overfit_min_drop, recipe=recipe)
     before = trainer.evaluate()["eval_loss"]
     trainer.train()
-    after = trainer.evaluate()["eval_loss"]
+    after = _final_eval_loss(trainer)
     short = monitor.report()
     short.title = "short run"
     ok = math.isfinite(after) and after < before
