@@ -19,8 +19,9 @@ import re
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
-from benchmarks.reference_step import in_reference_steps, reference_step_seconds
+from benchmarks.reference_step import reference_step_seconds
 from benchmarks.report import format_table, save_json
 
 MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -70,18 +71,45 @@ def last_step(training: dict | None) -> int:
     return max((e.get("step", 0) for e in (training or {}).get("log_history", [])), default=0)
 
 
-def record_segment(run: Path, seconds: float, steps: tuple[int, int], reference_s: float) -> list[dict]:
-    """Append one sitting of training to ``run/segments.json`` and return them all (a long run spans sittings).
+def record_segment(run: Path, sitting: int, seconds: float, steps: tuple[int, int], reference_s: float) -> list[dict]:
+    """Write sitting number ``sitting``'s training time so far into ``run/segments.json`` and return them all.
+
+    Called at every checkpoint, so a sitting that is stopped keeps the time of the steps it saved (the steps after its
+    last checkpoint are trained again by the next sitting, and counted there).
 
     >>> import tempfile; run = Path(tempfile.mkdtemp())
-    >>> [s["steps"] for s in record_segment(run, 90.0, (0, 12), 7.0) + record_segment(run, 80.0, (12, 20), 7.5)[1:]]
-    [[0, 12], [12, 20]]
+    >>> _ = record_segment(run, 0, 90.0, (0, 12), 7.0); _ = record_segment(run, 0, 180.0, (0, 24), 7.0)
+    >>> [(s["seconds"], s["steps"]) for s in record_segment(run, 1, 80.0, (24, 36), 7.5)]
+    [(180.0, [0, 24]), (80.0, [24, 36])]
     """
     path = run / "segments.json"
     segments = json.loads(path.read_text()) if path.is_file() else []
-    segments.append({"seconds": seconds, "steps": list(steps), "reference_step_s": reference_s})
+    entry = {"seconds": seconds, "steps": list(steps), "reference_step_s": reference_s}
+    segments[sitting:sitting + 1] = [entry]
     path.write_text(json.dumps(segments, indent=2) + "\n")
     return segments
+
+
+def sitting_clock(run: Path, reference_s: float) -> Any:
+    """A ``TrainerCallback`` that records this sitting's training time at every checkpoint (see ``record_segment``)."""
+    from transformers import TrainerCallback
+
+    path = run / "segments.json"
+    sitting = len(json.loads(path.read_text())) if path.is_file() else 0
+
+    class SittingClock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if not hasattr(self, "started"):
+                self.started, self.first = time.perf_counter(), state.global_step
+
+        def on_save(self, args, state, control, **kwargs):
+            if hasattr(self, "started"):  # a sitting that trained no step has nothing to record
+                record_segment(run, sitting, time.perf_counter() - self.started, (self.first, state.global_step),
+                               reference_s)
+
+        on_train_end = on_save  # the steps after the last checkpoint of a finished run count too
+
+    return SittingClock()
 
 
 def main(dataset: str = "sft-lab/house-format", max_steps: int | None = None, run: Path | None = None) -> dict:
@@ -91,7 +119,7 @@ def main(dataset: str = "sft-lab/house-format", max_steps: int | None = None, ru
     from labhelpers.hardware import recipe_for
     from labhelpers.models import load_model_and_tokenizer
     from labhelpers.runs import content_key, load_metrics, reuse_or_compute
-    from labhelpers.training import latest_checkpoint, reference_sft_run
+    from labhelpers.training import reference_sft_run
 
     recipe = recipe_for("cpu", "colab")  # the colab sizes and the T4's effective batch, in fp32 on this CPU
     if max_steps:
@@ -107,13 +135,8 @@ def main(dataset: str = "sft-lab/house-format", max_steps: int | None = None, ru
     del model
     final = run / "sft" / "final"
     if not (final / "model.safetensors").is_file():  # trains, or resumes from the last checkpoint of a sitting
-        checkpoint = latest_checkpoint(run / "sft")
-        started = time.perf_counter()
-        reference_sft_run(run, recipe, MODEL_ID, dataset)
-        first = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
-        record_segment(run, time.perf_counter() - started, (first, last_step(load_metrics(run, "training"))),
-                       reference_s)
-    segments = json.loads((run / "segments.json").read_text())
+        reference_sft_run(run, recipe, MODEL_ID, dataset, callbacks=[sitting_clock(run, reference_s)])
+    segments = json.loads((run / "segments.json").read_text()) if (run / "segments.json").is_file() else []
     tuned_model, _ = load_model_and_tokenizer(str(final), recipe, verbose=False)
     tuned = reuse_or_compute(run / "tuned_behaviour.json", key,
                              lambda: behaviour(tuned_model, tokenizer, pairs, recipe), "the tuned model's replies")

@@ -195,8 +195,11 @@ def log_summary(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str) -> Path:
-    """Train the reference run of notebook 06 into ``run/sft`` and save the model to ``run/sft/final``."""
+def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str, callbacks: list | None = None) -> Path:
+    """Train the reference run of notebook 06 into ``run/sft`` and save the model to ``run/sft/final``.
+
+    ``callbacks``: extra ``TrainerCallback``s (a benchmark's clock, say); the run itself is the same with or without.
+    """
     from trl import SFTTrainer
 
     from labhelpers.data import load_chat_dataset
@@ -210,7 +213,8 @@ def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str) ->
     # no_robots' `prompt` string column would make TRL treat the rows as non-conversational
     train, evaluation = train.select_columns(["messages"]), evaluation.select_columns(["messages"])
     config = recipe.reference_config(run / "sft")
-    trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
+                         callbacks=callbacks)
     train_or_explain_oom(trainer, recipe, resume_from_checkpoint=resume_point(config))
     final = run / "sft" / "final"
     trainer.save_model(str(final))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 
 import pytest
 
@@ -106,3 +107,21 @@ def test_packed_rows_collator_isolates_examples_like_separate_rows(model_and_tok
     n = len(second)
     assert (packed[0, len(first):len(first) + n] - alone[0]).abs().max() < 1e-3  # packed after another example
     assert (packed[1, :n] - alone[0]).abs().max() < 1e-3  # its own row, followed by padding
+
+
+def test_colab_profile_keeps_each_sittings_time_at_every_checkpoint(tmp_path):
+    """A sitting stopped after a checkpoint keeps the time of the steps it saved; the next sitting is a new entry."""
+    from types import SimpleNamespace
+
+    from benchmarks.colab_profile import sitting_clock
+
+    clock = sitting_clock(tmp_path, 7.0)
+    for step in (0, 1, 2):
+        clock.on_step_begin(None, SimpleNamespace(global_step=step), None)
+    clock.on_save(None, SimpleNamespace(global_step=3), None)
+    resumed = sitting_clock(tmp_path, 6.5)  # the next sitting, resumed from checkpoint-3
+    resumed.on_step_begin(None, SimpleNamespace(global_step=3), None)
+    resumed.on_train_end(None, SimpleNamespace(global_step=5), None)
+    segments = json.loads((tmp_path / "segments.json").read_text())
+    assert [s["steps"] for s in segments] == [[0, 3], [3, 5]]
+    assert [s["reference_step_s"] for s in segments] == [7.0, 6.5] and all(s["seconds"] >= 0 for s in segments)
