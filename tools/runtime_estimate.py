@@ -115,8 +115,9 @@ def notebook_work(recipe: Any, row_tokens: float) -> dict[str, Work]:
                    runs=mini_runs),
         "09": Work(decode_steps=gen(heldout) + 2 * gen(lesson.n_retention_prompts),
                    scored_tokens=2 * (lesson.n_heldout_prompts + lesson.n_retention_prompts) * row_tokens),
+        # 10: evaluations before the short run, halfway and at its end; 4 prompts answered before and after
         "10": Work(**{trained: (lesson.protocol_overfit_steps + lesson.protocol_short_steps) * 4 * row_tokens},
-                   scored_tokens=4 * s.n_eval_examples * row_tokens, decode_steps=2 * gen(4), runs=2),
+                   scored_tokens=3 * s.n_eval_examples * row_tokens, decode_steps=2 * gen(4), runs=2),
         "11": Work(**{trained: lesson.loop_micro_batches * lesson.loop_micro_batch_size * row_tokens}),
         "12": Work(adapter_tokens=run_tokens, **{trained: 2 * 2 * s.per_device_train_batch_size * s.max_length},
                    scored_tokens=evaluations * s.n_eval_examples * row_tokens, decode_steps=2 * gen(heldout), runs=3),
