@@ -21,7 +21,7 @@ once a T4 has run ``./lab.sh gpu-rehearsal`` with the real weights.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 N_PARAMS = 134_515_008  # SmolLM2-135M, tied embeddings counted once (labhelpers.memory.architecture)
@@ -37,8 +37,8 @@ T4_GIB = 15.0
 class Work:
     """What a notebook makes the GPU do.
 
-    >>> (Work(trained_tokens=10, runs=1) + Work(runs=2)).runs
-    3
+    >>> Work(decode_steps=256, runs=1).checkpoints
+    0
     """
 
     trained_tokens: float = 0.0  # through a full fine-tune's forward and backward
@@ -48,9 +48,6 @@ class Work:
     decode_steps: int = 0  # generate() steps, one new token for a whole batch
     runs: int = 0  # trainers built
     checkpoints: int = 0  # full checkpoints written
-
-    def __add__(self, other: Work) -> Work:
-        return Work(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
 
 def seconds(work: Work) -> tuple[float, float]:
