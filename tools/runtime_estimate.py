@@ -124,8 +124,9 @@ def notebook_work(recipe: Any, row_tokens: float) -> dict[str, Work]:
 
 def mean_row_tokens(rows: Any, tokenizer: Any, max_length: int) -> float:
     """Mean chat-templated length of ``rows`` in tokens, each capped at ``max_length`` (what a trainer sees)."""
-    lengths = [min(len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]),
-                   max_length) for r in rows]
+    from labhelpers.training import conversation_lengths
+
+    lengths = [min(n, max_length) for n in conversation_lengths(rows, tokenizer)]
     return sum(lengths) / len(lengths)
 
 
