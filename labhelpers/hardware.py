@@ -32,13 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers.trainer_utils import SchedulerType
 
 from labhelpers.batching import BatchPlan, effective_batch
 
 PROFILES = ("ci", "colab", "full")
 HARDWARE = ("cpu", "t4", "cuda-old", "ampere")
-SCHEDULERS = tuple(s.value for s in SchedulerType)
+# transformers' SchedulerType values, spelled out: importing transformers.trainer_utils pulls in peft (~3 s), which a
+# notebook that never trains should not pay for; tests/test_hardware.py fails when transformers adds or drops one.
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+              "warmup_stable_decay", "greedy")
 BIG_GPU_GIB = 20.0  # at or above this much GPU memory, an Ampere card gets the large per-device batch
 _GIB = 1024**3
 

@@ -12,7 +12,6 @@ final figure, and in a notebook it is the cell's output, so an executed notebook
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from transformers import TrainerCallback
+
+from labhelpers.plots import figure_png
 
 # panel -> [(log key, line label)]: what each of the three panels of the figure draws
 PANELS = {
@@ -72,17 +73,6 @@ def curves_figure(points: Mapping[str, Sequence[tuple[int, float]]], title: str 
     if title:
         fig.suptitle(title, color="#b00020" if nan_steps else "black")
     return fig
-
-
-def figure_png(fig: Any, dpi: int = 90) -> bytes:
-    """The PNG bytes of a matplotlib figure (drawn by Agg, whatever the backend).
-
-    >>> figure_png(curves_figure({}))[:4]
-    b'\\x89PNG'
-    """
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
 
 
 def frontend_present() -> bool:

@@ -7,8 +7,21 @@ Functions here are independent of each other: add new ones without touching the 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+
+def figure_png(fig: Any, dpi: int = 90) -> bytes:
+    """The PNG bytes of a matplotlib figure (drawn by Agg, whatever the backend).
+
+    >>> from matplotlib.figure import Figure
+    >>> figure_png(Figure(figsize=(1, 1)))[:4]
+    b'\\x89PNG'
+    """
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
 
 
 def _save(fig, path: str | Path) -> Path:

@@ -349,17 +349,23 @@ def train_or_explain_oom(trainer: Any, recipe: Recipe, resume_from_checkpoint: s
                          gpu_gib: float | None = None) -> Any:
     """``trainer.train(...)``; an out-of-memory error stops the run with :func:`out_of_memory_message` instead.
 
-    A checkpoint that already holds the whole run is loaded, not trained on (:func:`resume_finished_run`).
+    A checkpoint that already holds the whole run is loaded, not trained on (:func:`resume_finished_run`); a resumed
+    run skips ``eval_on_start`` (its checkpoint's log already has that evaluation).
     """
     import torch
 
     finished = resume_finished_run(trainer, resume_from_checkpoint)
     if finished is not None:
         return finished
+    # transformers evaluates at start on a resumed run too: the curve would get a second point at the resume step
+    start_eval = trainer.args.eval_on_start
+    trainer.args.eval_on_start = start_eval and resume_from_checkpoint is None
     try:
         return trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     except torch.OutOfMemoryError:
         if gpu_gib is None and torch.cuda.is_available():
             gpu_gib = torch.cuda.get_device_properties(0).total_memory / 1024**3
         message = out_of_memory_message(trainer.model, recipe, gpu_gib)
+    finally:
+        trainer.args.eval_on_start = start_eval
     raise TrainingOutOfMemory(message)

@@ -22,7 +22,7 @@ from typing import Any
 
 from labhelpers.display import (IGNORE_INDEX, MASKED_STYLE, TRAINED_STYLE, HTMLText, render_masked_tokens, token_pieces,
                                 token_roles)
-from labhelpers.live import figure_png
+from labhelpers.plots import figure_png
 
 ROLES = ("system", "user", "assistant", "template")  # rows of the count table, in this order ("pad", "other" if any)
 SCHEDULES = ("cosine", "linear", "constant_with_warmup", "constant", "cosine_with_restarts", "polynomial",

@@ -348,3 +348,23 @@ def test_gpu_recipe_kwargs_are_sft_fields(hw, mem, profile):
     kw = recipe_for(hw, profile, total_memory_gib=mem).sft_config_kwargs()
     assert set(kw) <= SFT_FIELDS, set(kw) - SFT_FIELDS
     assert kw["use_cpu"] is False and kw["fp16"] != kw["bf16"]
+
+
+def test_scheduler_names_are_the_installed_transformers_ones():
+    """SCHEDULERS is spelled out (no transformers.trainer_utils import at load): it must follow the installed version."""
+    from transformers.trainer_utils import SchedulerType
+
+    assert hardware.SCHEDULERS == tuple(s.value for s in SchedulerType)
+
+
+def test_importing_the_recipe_does_not_import_peft_or_the_trainer():
+    """Notebooks that never train (02, 03, 09, 13) should not pay ~3 s at every start for the trainer modules and peft."""
+    import subprocess
+    import sys
+
+    modules = ("hardware", "models", "generation", "data", "behaviour", "checks", "compare", "runs", "training",
+               "sanity", "sanity.postflight", "widgets", "chat", "display", "handoff")  # what 02, 03, 09, 13 import
+    code = (f"import sys, {', '.join('labhelpers.' + m for m in modules)}; "
+            "print(sorted(m for m in ('peft', 'trl', 'transformers.trainer_utils') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

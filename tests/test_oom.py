@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -15,6 +17,7 @@ class OutOfMemoryTrainer:
 
     def __init__(self, model):
         self.model = model
+        self.args = types.SimpleNamespace(eval_on_start=True, max_steps=-1)
 
     def train(self, resume_from_checkpoint=None):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
@@ -52,3 +55,18 @@ def test_other_errors_pass_through(smollm_sized_model):
 
     with pytest.raises(ValueError, match="something else"):
         train_or_explain_oom(Broken(smollm_sized_model), recipe_for("cpu", "ci"), gpu_gib=16)
+
+
+def test_a_resumed_run_does_not_evaluate_at_start_again(smollm_sized_model):
+    """eval_on_start is the base model's point: a resumed run's checkpoint log has it, a second one would be a duplicate."""
+    seen = []
+
+    class Recording(OutOfMemoryTrainer):
+        def train(self, resume_from_checkpoint=None):
+            seen.append(self.args.eval_on_start)
+
+    trainer = Recording(smollm_sized_model)
+    train_or_explain_oom(trainer, recipe_for("cpu", "ci"), resume_from_checkpoint=None)
+    train_or_explain_oom(trainer, recipe_for("cpu", "ci"), resume_from_checkpoint="runs/x/checkpoint-12")
+    assert seen == [True, False]
+    assert trainer.args.eval_on_start is True  # the student's config is left as it was
