@@ -12,3 +12,17 @@ import tempfile
 os.environ.setdefault("LAB_PROFILE", "ci")
 os.environ.setdefault("LAB_RUN_DIR", tempfile.mkdtemp(prefix="sft-lab-test-run-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+from tools.ci_phases import record, summary_lines  # noqa: E402  (after the environment above is set)
+
+
+def pytest_runtest_logreport(report):
+    record(report.nodeid, report.duration, report.when)
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = summary_lines()
+    if lines:
+        terminalreporter.section("time per CI phase (setup + call + teardown)")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,51 @@
+"""Where the suite's time goes, per CI phase: unit tests, doctests, papermill, nbval on solutions and on students.
+
+The root ``conftest.py`` feeds every test report to :func:`record` and prints :func:`summary_lines` at the end of a
+run, so each CI log says which phase to cut (``.ci/run`` prints the machine's reference step beside it).
+"""
+
+from __future__ import annotations
+
+PHASES = ("papermill (solutions)", "nbval solutions", "nbval students", "unit tests", "doctests")
+_seconds: dict[str, list[float]] = {}
+
+
+def ci_phase(nodeid: str) -> str:
+    """The CI phase a test belongs to.
+
+    >>> [ci_phase(n) for n in ("tests/test_notebooks.py::test_solution_executes_with_papermill[06_sft_trainer]",
+    ...                        "solutions/06_sft_trainer.ipynb::Cell 3", "notebooks/06_sft_trainer.ipynb::Cell 3",
+    ...                        "tests/test_data.py::test_x", "labhelpers/data.py::labhelpers.data.load_chat_dataset")]
+    ['papermill (solutions)', 'nbval solutions', 'nbval students', 'unit tests', 'doctests']
+    """
+    if "test_solution_executes_with_papermill" in nodeid:
+        return PHASES[0]
+    if nodeid.startswith("solutions/"):
+        return PHASES[1]
+    if nodeid.startswith("notebooks/"):
+        return PHASES[2]
+    return PHASES[3] if nodeid.startswith("tests/") else PHASES[4]
+
+
+def record(nodeid: str, seconds: float, when: str, into: dict[str, list[float]] | None = None) -> None:
+    """Add one report's duration (setup, call or teardown) to its phase; a test is counted at its call."""
+    into = _seconds if into is None else into
+    entry = into.setdefault(ci_phase(nodeid), [0.0, 0])
+    entry[0] += seconds
+    entry[1] += when == "call"
+
+
+def summary_lines(seconds: dict[str, list[float]] | None = None) -> list[str]:
+    """One line per phase, the slowest first, with its share of the suite.
+
+    >>> times = {}
+    >>> record("tests/test_a.py::test_x", 3.0, "call", times); record("tests/test_a.py::test_x", 1.0, "setup", times)
+    >>> record("solutions/01_setup_and_hardware.ipynb::Cell 0", 12.0, "call", times)
+    >>> print("\\n".join(summary_lines(times)))
+    nbval solutions            12.0 s   75%  (1 test)
+    unit tests                  4.0 s   25%  (1 test)
+    """
+    seconds = _seconds if seconds is None else seconds
+    total = sum(s for s, _ in seconds.values()) or 1.0
+    return [f"{phase:<22} {s:8.1f} s  {s / total:4.0%}  ({count} test{'' if count == 1 else 's'})"
+            for phase, (s, count) in sorted(seconds.items(), key=lambda item: -item[1][0])]
