@@ -356,15 +356,3 @@ def test_scheduler_names_are_the_installed_transformers_ones():
 
     assert hardware.SCHEDULERS == tuple(s.value for s in SchedulerType)
 
-
-def test_importing_the_recipe_does_not_import_peft_or_the_trainer():
-    """Notebooks that never train (02, 03, 09, 13) should not pay ~3 s at every start for the trainer modules and peft."""
-    import subprocess
-    import sys
-
-    modules = ("hardware", "models", "generation", "data", "behaviour", "checks", "compare", "runs", "training",
-               "sanity", "sanity.postflight", "widgets", "chat", "display", "handoff")  # what 02, 03, 09, 13 import
-    code = (f"import sys, {', '.join('labhelpers.' + m for m in modules)}; "
-            "print(sorted(m for m in ('peft', 'trl', 'transformers.trainer_utils') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

@@ -120,6 +120,25 @@ def test_notebooks_use_only_current_api():
     assert "tokenizer" not in accepted["SFTTrainer"] and "processing_class" in accepted["SFTTrainer"]
 
 
+def test_notebooks_that_never_train_do_not_import_the_trainer_or_peft():
+    """A notebook without trl or peft imports (02, 03, 09, 13) should not pay ~3.5 s at every start for them through
+    labhelpers (transformers.trainer_utils imports peft)."""
+    import re
+    import subprocess
+    import sys
+
+    modules = set()
+    for path in SOLUTIONS:
+        code = "\n".join(_code_cells(path))
+        if not re.search(r"^\s*(from|import) (trl|peft)\b", code, re.M):
+            modules |= set(re.findall(r"^\s*from (labhelpers[\w.]*) import", code, re.M))
+    assert {"labhelpers.hardware", "labhelpers.generation"} <= modules, sorted(modules)
+    probe = (f"import sys, {', '.join(sorted(modules))}; "
+             "print(sorted(m for m in ('peft', 'trl', 'transformers.trainer_utils') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]", f"importing {sorted(modules)} pulls in {out.strip()}"
+
+
 # ---------------------------------------------------------------------------------------------- papermill
 TIMINGS: dict[str, float] = {}
 # Students open notebooks in any order. 09 runs before 06 here: it finds no tuned model and trains the reference run
