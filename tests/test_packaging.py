@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 
@@ -30,18 +31,14 @@ def test_labhelpers_imports_no_tooling():
     assert offenders == [], offenders
 
 
-def test_requirements_install_the_pyproject_pins():
-    lines = [ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()]
-    specs = [ln for ln in lines if ln and not ln.startswith("#")]
-    assert specs == ["-e .[lab,dev]"], "versions live in pyproject.toml only; requirements.txt installs its extras"
-
-
-def test_install_cell_pins_come_from_pyproject():
-    from tools import colab
+def test_install_cell_pins_exactly_the_locked_colab_group():
+    from tools import colab, lock
 
     cell = colab.install_cell_source()
-    for requirement in PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["lab"]:
-        if not requirement.startswith("torch"):
-            assert f'"{requirement}"' in cell, requirement
-    assert '"torch' not in cell, "Colab's own CUDA torch must stay"
-    assert all(f'"{r}"' in cell for r in PYPROJECT["project"]["optional-dependencies"]["flash"])
+    pinned = re.findall(r'"([A-Za-z0-9_.-]+)==([^"]+)"', cell)
+    locked = {p.name: p.version for p in lock.read_lock().values() if p.group == "colab"}
+    assert dict(pinned) == locked, "the install cell must pin exactly the lock's colab group"
+    assert len(pinned) == len(locked)
+    assert not re.search(r'"(torch|ipykernel|ipython|ipywidgets)[=<>~"]', cell), "Colab's runtime keeps these"
+    assert not re.search(r"[<>~]=", cell), "no ranges in the cell: exact pins from the lock only"
+    assert "@main" not in cell and colab.labhelpers_source() in cell

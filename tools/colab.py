@@ -1,8 +1,12 @@
-"""The Colab cells every notebook opens with, generated from the one place the versions live (pyproject.toml).
+"""The Colab cells every notebook opens with, generated from the locked stack (``requirements.lock``).
 
 ``python -m tools.nbtools clean`` writes :func:`badge_markdown` and :func:`install_cell_source` into each solution
-and ``build`` into each student copy, so a version changed in ``pyproject.toml`` reaches every notebook on the next
-build, and ``check`` (CI) fails while one still differs. ``REPOSITORY`` is the one place the address is set.
+and ``build`` into each student copy, so a refreshed lock (``python -m tools.lock refresh``) reaches every notebook on
+the next build, and ``check`` (CI) fails while one still differs. The cell pins exactly the lock's ``colab`` group:
+the versions CI installed and tested, companions included (``kernels`` because transformers requires it); torch,
+the Jupyter kernel and ipywidgets stay Colab's own (``tools/lock.py`` says why: Colab's front end renders the
+ipywidgets it ships with its built-in manager, and ``tests/test_widgets_colab.py`` runs the widgets on ipywidgets 7). Where labhelpers comes from is
+``[project.urls] Colab-install`` in pyproject.toml, pinned to this version's release tag.
 """
 
 from __future__ import annotations
@@ -11,76 +15,97 @@ import re
 import tomllib
 from pathlib import Path
 
-REPOSITORY = "sft-lab/sft-lab"  # GitHub owner/name: the one place the repository address is set
-BRANCH = "main"
+from tools import lock
+
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
-NOT_IN_COLAB = ("torch",)  # Colab's own CUDA build of torch stays: a pin would replace it with a multi-GB download
 
 
-def _name(requirement: str) -> str:
-    """The distribution name of a requirement string.
+def labhelpers_source(pyproject: Path = PYPROJECT) -> str:
+    """What the install cell hands pip for labhelpers: ``[project.urls] Colab-install``, a git URL pinned to a tag.
 
-    >>> _name("transformers>=5.20,<6"), _name("kernels >= 0.18")
-    ('transformers', 'kernels')
-    """
-    return re.split(r"[<>=!~ \[;]", requirement, maxsplit=1)[0]
-
-
-def project_requirements(pyproject: Path = PYPROJECT) -> dict[str, list[str]]:
-    """``{"core": [...], <extra>: [...]}`` read from ``pyproject.toml``.
-
-    >>> "lab" in project_requirements() and any(r.startswith("trl") for r in project_requirements()["core"])
-    True
+    >>> labhelpers_source()
+    'git+https://github.com/sft-lab/sft-lab@v0.1.0'
     """
     project = tomllib.loads(pyproject.read_text())["project"]
-    return {"core": list(project["dependencies"]), **project.get("optional-dependencies", {})}
+    source = project["urls"]["Colab-install"]
+    if "@" not in source.split("//", 1)[-1] or source.rsplit("@", 1)[1] in ("main", "master", "HEAD"):
+        raise ValueError(f"[project.urls] Colab-install = {source!r}: pin it to a release tag or commit "
+                         "('git+https://github.com/OWNER/NAME@vX.Y.Z'), never a moving branch")
+    return source
 
 
-def colab_requirements(pyproject: Path = PYPROJECT) -> list[str]:
-    """What the install cell pins: the core and ``lab`` requirements, without torch.
+def repository_and_ref(pyproject: Path = PYPROJECT) -> tuple[str, str]:
+    """(``owner/name``, tag) of the GitHub source the badges open.
 
-    >>> [r for r in colab_requirements() if r.startswith("torch")]
-    []
+    >>> repository_and_ref()
+    ('sft-lab/sft-lab', 'v0.1.0')
     """
-    groups = project_requirements(pyproject)
-    return [r for r in groups["core"] + groups["lab"] if _name(r) not in NOT_IN_COLAB]
+    match = re.fullmatch(r"git\+https://github\.com/([^/@]+/[^/@]+?)(?:\.git)?@(.+)", labhelpers_source(pyproject))
+    if not match:
+        raise ValueError("[project.urls] Colab-install must be git+https://github.com/OWNER/NAME@REF")
+    return match.group(1), match.group(2)
 
 
 def badge_markdown(notebook_path: str) -> str:
-    """Markdown of the Open-in-Colab badge for a notebook path inside the repository.
+    """Markdown of the Open-in-Colab badge for a notebook path inside the repository, at the pinned tag.
 
     >>> print(badge_markdown("notebooks/01_setup.ipynb"))
-    [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/sft-lab/sft-lab/blob/main/notebooks/01_setup.ipynb)
+    [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/sft-lab/sft-lab/blob/v0.1.0/notebooks/01_setup.ipynb)
     """
-    url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}/{notebook_path}"
+    repository, ref = repository_and_ref()
+    url = f"https://colab.research.google.com/github/{repository}/blob/{ref}/{notebook_path}"
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
 
-def install_cell_source(pyproject: Path = PYPROJECT) -> str:
-    """Source of the install cell: in Colab it installs the tested versions (and, on compute capability >= 8, the
-    ``kernels`` package that serves flash-attention 2), and with ``USE_DRIVE`` keeps the run folder on Google Drive
-    (``$LAB_RUN_ROOT``) so a disconnect costs minutes, not the run. Does nothing outside Colab.
+def _pin_list(pins: list[str], per_line: int = 4) -> list[str]:
+    """The pins as the lines of a Python list literal, a few per line.
 
-    >>> "git+https://github.com/sft-lab/sft-lab@main" in install_cell_source()
+    >>> _pin_list(["a==1", "b==2", "c==3"], per_line=2)
+    ['        "a==1", "b==2",', '        "c==3",']
+    """
+    return ["        " + " ".join(f'"{p}",' for p in pins[i:i + per_line]) for i in range(0, len(pins), per_line)]
+
+
+def install_cell_source(lock_path: Path = lock.LOCK) -> str:
+    """Source of the install cell. In Colab: record the versions present, install exactly the lock's ``colab`` pins
+    and labhelpers from its pinned source, stop with what to do when labhelpers does not import, check every pin
+    (and ask for a restart if a loaded package changed), and with ``USE_DRIVE`` keep
+    what notebooks share on Google Drive while checkpoints stay on the runtime's disk. Does nothing outside Colab.
+
+    >>> cell = install_cell_source()
+    >>> "git+https://github.com/sft-lab/sft-lab@v0.1.0" in cell and '"kernels==' in cell and '"torch==' not in cell
     True
     """
-    requirements = " ".join(f'"{r}"' for r in colab_requirements(pyproject))
-    flash = " ".join(f'"{r}"' for r in project_requirements(pyproject)["flash"])
     return "\n".join([
-        "# Install cell: in Colab it installs the tested versions and labhelpers; locally it does nothing.",
+        "# Install cell: in Colab it installs the versions CI tested (requirements.lock) and labhelpers; locally it does nothing.",
         "import os, sys",
         "",
-        "USE_DRIVE = False  # Colab: True keeps checkpoints and results on Google Drive across disconnects",
+        "USE_DRIVE = False  # Colab: True keeps what notebooks share (tuned model, metrics, replies) on Google Drive",
+        f'LABHELPERS_SOURCE = "{labhelpers_source()}"  # or a zip URL, a Drive folder, a local path',
         'if "google.colab" in sys.modules:',
-        f"    !pip install -q {requirements}",
-        f'    !pip install -q --no-deps "labhelpers @ git+https://github.com/{REPOSITORY}@{BRANCH}"',
-        "    import torch",
+        "    PINS = [  # generated from requirements.lock by tools/colab.py: torch, the kernel and ipywidgets stay Colab's",
+        *_pin_list(lock.colab_pins(lock_path)),
+        "    ]",
+        "    from importlib import metadata",
         "",
-        "    if torch.cuda.is_available() and torch.cuda.get_device_capability(0)[0] >= 8:",
-        f"        !pip install -q {flash}  # flash-attention 2 from a prebuilt hub kernel, no compiling",
+        "    # what pip will change (the first copy on sys.path wins, as at import), and what is already loaded",
+        '    _before = {d.metadata["Name"]: d.version for d in reversed(list(metadata.distributions()))}',
+        "    _loaded = list(sys.modules)",
+        '    _pins = " ".join(PINS)',
+        "    !pip install -q $_pins",
+        "    !pip install -q --no-deps $LABHELPERS_SOURCE",
+        "    try:",
+        "        from labhelpers.install import check_installed_pins",
+        "    except ImportError:",
+        '        raise RuntimeError(f"labhelpers did not install from {LABHELPERS_SOURCE!r} (pip\'s message is above). "',
+        '                           "Set LABHELPERS_SOURCE at the top of this cell to another source: a zip of the "',
+        '                           "repository, a folder on Google Drive (mount Drive first) or a local path, then "',
+        '                           "run this cell again.") from None',
+        "    check_installed_pins(PINS, _before, _loaded)",
         "    if USE_DRIVE:",
         "        from google.colab import drive",
         "",
         '        drive.mount("/content/drive")',
-        '        os.environ["LAB_RUN_ROOT"] = "/content/drive/MyDrive/sft-lab-runs"',
+        '        os.environ["LAB_RUN_ROOT"] = "/content/drive/MyDrive/sft-lab-runs"  # what notebooks share',
+        '        os.environ["LAB_CHECKPOINT_ROOT"] = "/content/sft-lab-checkpoints"  # big and rotated: runtime disk',
     ])

@@ -64,34 +64,46 @@ TARGET_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux
 TARGET_MARKERS = {"python_version": TARGET_PYTHON, "python_full_version": f"{TARGET_PYTHON}.3", "os_name": "posix",
                   "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
                   "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
-# What the rehearsal installs, exactly these versions (the tested ones, as in this checkout's .venv): the series'
-# packages and every requirement of theirs that torch + transformers do not bring (NOT_CARRIED).
-WHEEL_PINS: dict[str, str] = {
+# What the rehearsal carries and installs: these packages at the locked versions (requirements.lock, the stack CI
+# tests and the Colab cell pins), never a version written here: the series' packages and every requirement of
+# theirs that torch + transformers do not bring (NOT_CARRIED). closure_problems checks that each is needed and enough.
+CARRIED = (
     # the series (pyproject.toml: core, lab and dev extras)
-    "transformers": "5.24.0",  # the machine has 5.17; pyproject wants >= 5.20
-    "trl": "1.16.0", "datasets": "5.2.0", "accelerate": "1.15.0", "peft": "0.21.2", "gguf": "0.19.0",
-    "matplotlib": "3.11.2", "ipywidgets": "8.1.9",
+    "transformers", "trl", "datasets", "accelerate", "peft", "gguf", "matplotlib", "ipywidgets",
+    # transformers >= 5.25 requires kernels (and kernels tomlkit); the machine's older transformers did not
+    "kernels", "tomlkit",
     # headless execution
-    "papermill": "2.7.0", "nbclient": "0.11.0", "nbformat": "5.11.1", "ipykernel": "7.4.0",
-    # what those need beyond torch + transformers (closure_problems checks that each is needed and enough)
-    "asttokens": "3.0.2", "attrs": "26.1.0", "certifi": "2026.10.19.post1", "charset-normalizer": "3.5.3",
-    "comm": "0.2.3", "cycler": "0.12.1", "debugpy": "1.8.22", "dill": "0.4.1",
-    "entrypoints": "0.4.2", "executing": "2.3.0", "fastjsonschema": "2.22.3",
-    "ipython": "9.18.1", "ipython-pygments-lexers": "1.1.1", "jedi": "0.20.1", "jsonschema": "4.26.0",
-    "jsonschema-specifications": "2025.9.1", "jupyter-client": "8.10.0", "jupyter-core": "5.9.1",
-    "jupyterlab-widgets": "3.0.17", "matplotlib-inline": "0.2.2", "multiprocess": "0.70.19",
-    "nest-asyncio2": "1.7.4", "parso": "0.8.7", "pexpect": "4.9.0",
-    "platformdirs": "4.14.9", "prompt-toolkit": "3.0.53", "psutil": "7.2.2", "ptyprocess": "0.7.0",
-    "pure-eval": "0.2.4", "pyparsing": "3.3.3", "python-dateutil": "4.0.0", "pyzmq": "27.3.0",
-    "referencing": "0.37.0", "requests": "2.34.2", "rpds-py": "2026.9.1", "stack-data": "0.6.3",
-    "tenacity": "9.2.1", "tornado": "6.6.1", "traitlets": "5.16.1", "tzdata": "2026.6", "urllib3": "2.8.0",
-    "wcwidth": "0.9.4", "widgetsnbextension": "4.0.16", "xxhash": "4.1.0",
-}
+    "papermill", "nbclient", "nbformat", "ipykernel",
+    # what those need beyond torch + transformers
+    "asttokens", "attrs", "certifi", "charset-normalizer",
+    "comm", "cycler", "debugpy", "dill", "entrypoints", "executing", "fastjsonschema", "ipython",
+    "ipython-pygments-lexers", "jedi", "jsonschema", "jsonschema-specifications", "jupyter-client", "jupyter-core",
+    "jupyterlab-widgets", "matplotlib-inline",
+    "multiprocess", "nest-asyncio2", "parso", "pexpect", "platformdirs", "prompt-toolkit", "psutil", "ptyprocess",
+    "pure-eval", "pyparsing", "python-dateutil", "pyzmq", "referencing", "requests", "rpds-py", "stack-data",
+    "tenacity", "tornado", "traitlets", "tzdata", "urllib3", "wcwidth", "widgetsnbextension", "xxhash",
+)
+
+
+def _locked(names: tuple[str, ...]) -> dict[str, str]:
+    """``{name: locked version}`` for ``names``; a name the lock lacks raises, naming the fix."""
+    from tools.lock import read_lock
+
+    pins = read_lock()
+    missing = [n for n in names if n not in pins]
+    if missing:
+        raise ValueError(f"gpu_rehearsal carries {', '.join(missing)}, which requirements.lock does not hold: drop "
+                         "them from CARRIED/SPARE, or add the requirement to pyproject.toml and run "
+                         "`python -m tools.lock refresh`")
+    return {n: pins[n].version for n in names}
+
+
+WHEEL_PINS: dict[str, str] = _locked(CARRIED)
 TOP_LEVEL = ("transformers", "trl", "datasets", "accelerate", "peft", "gguf", "matplotlib", "ipywidgets", "papermill",
              "nbclient", "nbformat", "ipykernel")  # what the series imports; the other pins are their requirements
 # Carried but not asked for: pip takes one only when the machine's own copy is out of a requirement's range
 # (transformers 5.24 wants regex >= 2025.10.22; datasets 5.2 wants fsspec <= 2026.9.0).
-SPARE_PINS: dict[str, str] = {"regex": "2026.11.19", "fsspec": "2026.9.0"}
+SPARE_PINS: dict[str, str] = _locked(("regex", "fsspec"))
 # Required somewhere in WHEEL_PINS' tree but not carried: torch + transformers bring them (the first group), or the
 # machine's image holds them (KINDS.md, read 2026-11-17) and they are too big to carry (pyarrow 55 MB, pandas 12 MB,
 # pillow + fonttools 12 MB): with them the wheels would be 122 MB, and what travels must stay under 64 MiB.
