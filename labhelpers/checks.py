@@ -220,7 +220,9 @@ def _generate_alone(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
     text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                          add_generation_prompt=True)
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
-    with torch.no_grad():
+    from labhelpers.attention import model_autocast
+
+    with torch.no_grad(), model_autocast(model):  # a flash kernel takes only half precision
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -1195,7 +1197,9 @@ def _reply_loss_variants(model, tokenizer, prompt: str, reply: str) -> dict[str,
 
     full, start, end = reply_token_span(tokenizer, prompt, reply)  # ids[start:end]: the reply and its <|im_end|>
     ids = torch.tensor([full], device=model.device)
-    with torch.no_grad():
+    from labhelpers.attention import model_autocast
+
+    with torch.no_grad(), model_autocast(model):
         logits = model(input_ids=ids).logits[0].float()
     nll = F.cross_entropy(logits[:-1], ids[0, 1:], reduction="none")  # nll[t - 1]: token t given tokens < t
     unshifted = F.cross_entropy(logits, ids[0], reduction="none")

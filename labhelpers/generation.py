@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import torch
 
+from labhelpers.attention import model_autocast
+
 # Prompts outside the training data's domain, asked before and after tuning: what tuning costs shows here.
 CLASSIC_PROMPTS = (
     "Explain what a neural network is in simple terms.",
@@ -142,7 +144,7 @@ def generate_replies(model: Any, tokenizer: Any, prompts: Sequence[Any], max_new
             chunk = [tokenizer.apply_chat_template(_as_messages(p), add_generation_prompt=True, tokenize=False)
                      for p in prompts[i : i + batch_size]]
             enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            with torch.no_grad():
+            with torch.no_grad(), model_autocast(model):  # a flash kernel takes only half precision
                 out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                      pad_token_id=tokenizer.pad_token_id)
             stops = model.generation_config.eos_token_id
@@ -201,7 +203,7 @@ def reply_nll(model: Any, tokenizer: Any, prompts: Sequence[str], replies: Seque
                 labels[r, start:len(row)] = torch.tensor(row[start:])
                 mask[r, :len(row)] = 1
             ids, labels, mask = ids.to(model.device), labels.to(model.device), mask.to(model.device)
-            with torch.no_grad():
+            with torch.no_grad(), model_autocast(model):
                 logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
             per_token = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:],
                                                           ignore_index=-100, reduction="none")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import html
-import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -412,6 +411,15 @@ class Recipe:
         """
         return torch.device("cpu" if self.use_cpu else "cuda")
 
+    @property
+    def emulated(self) -> bool:
+        """True under ``LAB_FORCE_HARDWARE=ampere-cpu``: the Ampere recipe kept on the CPU (see :func:`emulated_ampere_recipe`).
+
+        >>> recipe_for("cpu", "ci").emulated
+        False
+        """
+        return self.hardware == "ampere" and self.use_cpu
+
     def autocast(self) -> Any:
         """The mixed-precision context of this recipe (also for generation with flash-attention), or a no-op.
 
@@ -585,11 +593,12 @@ def _batching_choice(hardware: str, attn: str) -> tuple[bool, str, str, str]:
 
 def recipe_for(hardware: str, profile: str, device_name: str | None = None, capability: tuple[int, int] | None = None,
                total_memory_gib: float | None = None, flash_backend: str | None = None,
-               profile_source: str = "argument") -> Recipe:
+               profile_source: str = "argument", flash_reason: str | None = None) -> Recipe:
     """The recipe for a hardware class and profile, without looking at this machine (see ``detect_recipe``).
 
     ``flash_backend``: what can serve flash-attention on an Ampere+ card: ``"flash_attn"`` (the compiled package),
-    ``"kernels"`` (transformers loads the hub kernel ``kernels-community/flash-attn2``) or None.
+    ``"kernels"`` (transformers loads the hub kernel ``kernels-community/flash-attn2``) or None; ``flash_reason``: what
+    the probe (``labhelpers.attention.probe_flash_attention``) found, said in the attention reason.
 
     >>> r = recipe_for("t4", "colab", total_memory_gib=15.0)
     >>> r.torch_dtype, r.fp16, r.bf16, r.attn_implementation, r.packing, r.train_sampling_strategy
@@ -643,15 +652,18 @@ def recipe_for(hardware: str, profile: str, device_name: str | None = None, capa
         why["use_cpu"] = "train on the GPU"
         if flash_backend is not None:
             attn = "flash_attention_2"
-            source = ("the flash_attn package is installed" if flash_backend == "flash_attn" else
-                      "the kernels package serves it (transformers downloads the prebuilt hub kernel "
-                      "kernels-community/flash-attn2; no compiling)")
+            source = flash_reason or ("the flash_attn package is installed" if flash_backend == "flash_attn" else
+                                      "the kernels package serves it (transformers downloads the prebuilt hub kernel "
+                                      "kernels-community/flash-attn2; no compiling)")
             why["attn_implementation"] = (f"{source}; cc >= 8; exact, and its variable-length kernel makes packing "
-                                          "padding-free without cross-contamination (generate under recipe.autocast())")
+                                          "padding-free without cross-contamination (every forward outside the "
+                                          "Trainer runs under recipe.autocast(): the kernel takes only fp16/bf16)")
         else:
             attn = "sdpa"
-            why["attn_implementation"] = ("neither flash_attn nor kernels is installed (the Colab install cell installs "
-                                          "kernels on cc >= 8: pip install kernels); sdpa is built in")
+            why["attn_implementation"] = (f"flash-attention is not usable here: {flash_reason}; sdpa is built in, and "
+                                          "packing stays off" if flash_reason else
+                                          "neither flash_attn nor kernels is installed (the Colab install cell installs "
+                                          "the locked kernels); sdpa is built in")
     packing, sampling, why["packing"], why["train_sampling_strategy"] = _batching_choice(hardware, attn)
     sizes, size_reasons = profile_sizes(profile, hardware, total_memory_gib)
     lesson, lesson_reasons = lesson_sizes(profile, sizes)
@@ -679,39 +691,34 @@ def _resolve_profile(profile: str | None, on_gpu: bool) -> tuple[str, str]:
     return norm, source
 
 
-def flash_backend_available() -> str | None:
-    """'flash_attn' or 'kernels' when that package is importable (it can serve flash_attention_2), else None."""
-    for package in ("flash_attn", "kernels"):
-        if importlib.util.find_spec(package) is not None:
-            return package
-    return None
-
-
 FORCE_HARDWARE_ENV = "LAB_FORCE_HARDWARE"
-FORCIBLE_HARDWARE = ("t4", "ampere", "cpu")
+FORCIBLE_HARDWARE = ("t4", "ampere", "cpu", "ampere-cpu")
+NO_CUDA_NEEDED = ("cpu", "ampere-cpu")
 
 
 def _forced_hardware(on_gpu: bool) -> str | None:
-    """``$LAB_FORCE_HARDWARE`` checked: None when unset, else 't4', 'ampere' or 'cpu' (t4/ampere need CUDA)."""
+    """``$LAB_FORCE_HARDWARE`` checked: None when unset, else one of FORCIBLE_HARDWARE (t4/ampere need CUDA)."""
     value = os.environ.get(FORCE_HARDWARE_ENV, "").strip().lower()
     if not value:
         return None
     if value not in FORCIBLE_HARDWARE:
         raise ValueError(f"{FORCE_HARDWARE_ENV}={value!r}: choose one of {', '.join(map(repr, FORCIBLE_HARDWARE))}, "
                          "or unset it to detect the hardware")
-    if value != "cpu" and not on_gpu:
+    if value not in NO_CUDA_NEEDED and not on_gpu:
         raise ValueError(f"{FORCE_HARDWARE_ENV}={value!r} needs a CUDA GPU, and torch.cuda.is_available() is False "
-                         f"here: unset {FORCE_HARDWARE_ENV} (or set it to 'cpu') on this machine")
+                         f"here: unset {FORCE_HARDWARE_ENV} (or set it to 'cpu', or 'ampere-cpu' to emulate the "
+                         "Ampere recipe on this CPU) on this machine")
     return value
 
 
 def detect_recipe(profile: str | None = None) -> Recipe:
     """The recipe for this machine: profile from the argument, else $LAB_PROFILE, else 'ci' (CPU) / 'colab' (GPU).
 
-    ``$LAB_FORCE_HARDWARE`` (``t4``, ``ampere`` or ``cpu``) replaces the detected hardware class, so one GPU can
-    rehearse another card's recipe (``tools/gpu_rehearsal.py`` runs the series with ``t4``, the fp16-AMP recipe,
-    and ``ampere``, the bf16 one, on the same card). ``t4`` and ``ampere`` need CUDA (ValueError without it);
-    ``cpu`` works everywhere. The hardware reason then says it was forced.
+    ``$LAB_FORCE_HARDWARE`` (``t4``, ``ampere``, ``cpu`` or ``ampere-cpu``) replaces the detected hardware class, so
+    one GPU can rehearse another card's recipe (``tools/gpu_rehearsal.py`` runs the series with ``t4``, the fp16-AMP
+    recipe, and ``ampere``, the bf16 one, on the same card). ``t4`` and ``ampere`` need CUDA (ValueError without
+    it); ``cpu`` works everywhere, and ``ampere-cpu`` runs the Ampere recipe on the CPU under flash-attention's
+    contract at smoke sizes (:func:`emulated_ampere_recipe`). The hardware reason then says it was forced.
 
     >>> detect_recipe("nope")
     Traceback (most recent call last):
@@ -734,14 +741,22 @@ def detect_recipe(profile: str | None = None) -> Recipe:
         hardware = "t4"
     else:
         hardware = "cuda-old"
-    flash = flash_backend_available() if hardware == "ampere" else None
-    return recipe_for(hardware, name, device_name, (major, minor), mem_gib, flash, source)
+    flash, flash_reason = _probe_flash() if hardware == "ampere" else (None, None)
+    return recipe_for(hardware, name, device_name, (major, minor), mem_gib, flash, source, flash_reason)
+
+
+def _probe_flash() -> tuple[str | None, str]:
+    from labhelpers.attention import probe_flash_attention
+
+    return probe_flash_attention()
 
 
 def _forced_recipe(hardware: str, profile: str, profile_source: str) -> Recipe:
     """The recipe of ``hardware`` (from ``$LAB_FORCE_HARDWARE``) on this machine, its hardware reason saying so."""
     if hardware == "cpu":
         recipe, card = recipe_for("cpu", profile, profile_source=profile_source), "this machine"
+    elif hardware == "ampere-cpu":
+        return emulated_ampere_recipe(profile, profile_source)
     else:
         major, minor = torch.cuda.get_device_capability(0)
         card = f"{torch.cuda.get_device_name(0)} (compute capability {major}.{minor})"
@@ -749,8 +764,51 @@ def _forced_recipe(hardware: str, profile: str, profile_source: str) -> Recipe:
         if hardware == "t4":  # the T4's recipe and sizes; this card's capability and memory would only mislead
             recipe = recipe_for("t4", profile, torch.cuda.get_device_name(0), profile_source=profile_source)
         else:
-            recipe = recipe_for("ampere", profile, torch.cuda.get_device_name(0), (major, minor), mem_gib,
-                                flash_backend_available(), profile_source)
+            flash, flash_reason = _probe_flash()
+            recipe = recipe_for("ampere", profile, torch.cuda.get_device_name(0), (major, minor), mem_gib, flash,
+                                profile_source, flash_reason)
     note = f"forced by {FORCE_HARDWARE_ENV}={hardware} on {card}: "
     reasons = tuple((k, note + why if k == "hardware" else why) for k, why in recipe.reasons)
     return dataclasses.replace(recipe, reasons=reasons)
+
+
+# Under LAB_FORCE_HARDWARE=ampere-cpu: bf16 autocast on this CPU is ~12x slower than fp32, so every size shrinks to a
+# smoke size: enough to run each code path (training steps, evaluation, checkpoints, generation, the protocol), not
+# to learn anything. Notebooks run unchanged; their numbers mean nothing at these sizes, and the load line says so.
+SMOKE_SIZES: dict[str, Any] = dict(n_train_examples=16, n_eval_examples=4, max_steps=3, max_length=128,
+                                   per_device_train_batch_size=4, per_device_eval_batch_size=4,
+                                   gradient_accumulation_steps=1, eval_steps=3, save_steps=3, logging_steps=1)
+SMOKE_LESSON: dict[str, int] = dict(n_heldout_prompts=4, max_new_tokens=16, n_retention_prompts=2,
+                                    generation_batch_size=4, overfit_steps=2, compare_steps=2, compare_batch_size=2,
+                                    compare_max_length=64, protocol_overfit_steps=2, protocol_short_steps=2,
+                                    loop_micro_batches=2, loop_micro_batch_size=2, loop_grad_accum=1)
+EMULATION_NOTE = ("LAB_FORCE_HARDWARE=ampere-cpu: the Ampere recipe (fp32 master weights, bf16 autocast, "
+                  "flash_attention_2, padding-free packing) on this CPU, flash-attention's kernel replaced by a "
+                  "stand-in that enforces its contract (fp16/bf16 inputs only, packed rows isolated); smoke sizes, "
+                  "so the numbers mean nothing")
+
+
+def emulated_ampere_recipe(profile: str = "ci", profile_source: str = "argument") -> Recipe:
+    """The Ampere recipe on this CPU under flash-attention's contract, at smoke sizes (``LAB_FORCE_HARDWARE=ampere-cpu``).
+
+    Installs the kernel stand-in (``labhelpers.attention``), probes flash-attention through transformers' own loader
+    as on a GPU, and keeps the model on the CPU (``use_cpu=True``) with bf16 autocast.
+
+    >>> r = emulated_ampere_recipe()
+    >>> r.hardware, r.bf16, r.use_cpu, r.attn_implementation, r.packing, r.sizes.max_steps, str(r.device)
+    ('ampere', True, True, 'flash_attention_2', True, 3, 'cpu')
+    """
+    from labhelpers.attention import install_flash_standin, probe_flash_attention
+
+    install_flash_standin()
+    flash, flash_reason = probe_flash_attention()
+    recipe = recipe_for("ampere", profile, "cpu (emulating a cc 8.0 GPU)", (8, 0), None, flash, profile_source,
+                        flash_reason)
+    recipe = recipe.with_sizes(**SMOKE_SIZES)
+    lesson = dataclasses.replace(recipe.lesson, **SMOKE_LESSON)
+    reasons = tuple((k, f"smoke size under ampere-cpu (bf16 on this CPU is ~12x slower); {why}"
+                     if k in SMOKE_SIZES or k in SMOKE_LESSON else
+                     f"forced by {FORCE_HARDWARE_ENV}=ampere-cpu: {EMULATION_NOTE}; {why}" if k == "hardware" else
+                     "train on this CPU (the emulation keeps the model here)" if k == "use_cpu" else why)
+                    for k, why in recipe.reasons)
+    return dataclasses.replace(recipe, use_cpu=True, lesson=lesson, reasons=reasons)

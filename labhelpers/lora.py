@@ -214,15 +214,17 @@ def logits_tolerance(dtype: Any) -> tuple[float, float]:
     """``(rtol, atol)`` for comparing the logits of a merged model with its adapter twin in ``dtype``.
 
     Merging changes only the summation order (``W x + s B (A x)`` vs ``(W + s B A) x``), so fp32 agrees to a few
-    units in the 6th digit; half precision rounds the merged weight itself.
+    units in the 6th digit of the largest logits (~20-30): up to 1.2e-4 absolute measured on near-zero logits of
+    adapters trained under bf16 autocast, hence atol 5e-4 (a real mismatch moves logits by the adapter's effect,
+    ~0.1-10); half precision rounds the merged weight itself.
 
     >>> import torch
     >>> logits_tolerance(torch.float32), logits_tolerance(torch.bfloat16)
-    ((0.0001, 0.0001), (0.02, 0.1))
+    ((0.0001, 0.0005), (0.02, 0.1))
     """
     import torch
 
-    return {torch.float32: (1e-4, 1e-4), torch.float16: (1e-2, 5e-2)}.get(dtype, (2e-2, 1e-1))
+    return {torch.float32: (1e-4, 5e-4), torch.float16: (1e-2, 5e-2)}.get(dtype, (2e-2, 1e-1))
 
 
 # ----------------------------------------------------------------------------------- a finished adapter run

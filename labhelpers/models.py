@@ -238,6 +238,24 @@ def weights_fingerprint(model: Any) -> str:
     return digest.hexdigest()
 
 
+def attention_note(recipe: "Recipe") -> str:
+    """What the load line adds about attention: why a cc >= 8 recipe fell back to sdpa, or that it is emulated.
+
+    >>> from labhelpers.hardware import recipe_for
+    >>> attention_note(recipe_for("cpu", "ci"))
+    ''
+    >>> attention_note(recipe_for("ampere", "ci", flash_reason="kernels is not installed"))
+    ' (flash-attention is not usable here: kernels is not installed; sdpa is built in, and packing stays off)'
+    """
+    from labhelpers.hardware import EMULATION_NOTE
+
+    if recipe.emulated:
+        return f" ({EMULATION_NOTE})"
+    if recipe.hardware == "ampere" and recipe.attn_implementation != "flash_attention_2":
+        return f" ({dict(recipe.reasons)['attn_implementation']})"
+    return ""
+
+
 def load_model_and_tokenizer(
     model_id: str = DEFAULT_MODEL_ID,
     recipe: "Recipe | None" = None,
@@ -268,7 +286,8 @@ def load_model_and_tokenizer(
     info = LoadInfo(model_id, source, path, time.perf_counter() - start)
     model.lab_load_info = info
     if verbose:
-        print(f"Loaded {info} | {model.device} | dtype {model.dtype} | attention {model.config._attn_implementation}")
+        print(f"Loaded {info} | {model.device} | dtype {model.dtype} | attention {model.config._attn_implementation}"
+              + attention_note(recipe))
     if has_random_weights(model):  # said even when not verbose: every quality number of this model is noise
         print(f"RANDOM WEIGHTS in {path} (GPU rehearsal): the code runs for real, but quality checks are skipped "
               "and scores, samples and losses say nothing about the model")

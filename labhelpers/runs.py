@@ -73,6 +73,19 @@ def default_run_dir(profile: str, override: str | os.PathLike | None = None, dat
     return root / "runs" / name if root else Path.cwd() / "sft-lab-runs" / name
 
 
+def checkpoint_dir(run: Path) -> Path:
+    """Where a run's training checkpoints go: ``$LAB_CHECKPOINT_ROOT/<run folder name>/sft`` when set (the Colab install
+    cell sets it to the runtime's disk when the run folder is on Google Drive: checkpoints are ~1.6 GB each with
+    optimizer state and rotated, and files deleted from Drive keep counting against its quota from the trash), else
+    ``<run>/sft``. The final model (``<run>/sft/final``) and metrics stay in the run folder, where notebooks share them.
+
+    >>> checkpoint_dir(Path("/tmp/runs/ci")).parts[-2:]
+    ('ci', 'sft')
+    """
+    root = os.environ.get("LAB_CHECKPOINT_ROOT", "").strip()
+    return Path(root).expanduser() / run.name / "sft" if root else run / "sft"
+
+
 DATASET_FILE = "dataset.txt"  # which dataset a run folder's results come from
 
 

@@ -204,7 +204,7 @@ def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str, ca
 
     from labhelpers.data import load_chat_dataset
     from labhelpers.models import load_model_and_tokenizer
-    from labhelpers.runs import save_metrics
+    from labhelpers.runs import checkpoint_dir, save_metrics
 
     model, tokenizer = load_model_and_tokenizer(model_id, recipe)
     data = load_chat_dataset(dataset)
@@ -212,7 +212,7 @@ def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str, ca
     train, evaluation = select_splits(data, recipe.sizes.n_train_examples, recipe.sizes.n_eval_examples)
     # no_robots' `prompt` string column would make TRL treat the rows as non-conversational
     train, evaluation = train.select_columns(["messages"]), evaluation.select_columns(["messages"])
-    config = recipe.reference_config(run / "sft")
+    config = recipe.reference_config(checkpoint_dir(run))
     trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
                          callbacks=callbacks)
     train_or_explain_oom(trainer, recipe, resume_from_checkpoint=resume_point(config))

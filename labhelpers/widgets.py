@@ -41,9 +41,34 @@ class Interactive:
         self.update = update  # recompute the view from the controls (the callback the controls call)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        bundle = dict(self.widget._repr_mimebundle_())  # text/plain + the widget view (skipped without widget state)
+        bundle = widget_bundle(self.widget)  # text/plain + the widget view (skipped without widget state)
         bundle.update(self.fallback)
         return bundle
+
+
+def ipywidgets_major() -> int:
+    """The major version of the installed ipywidgets: 8 from the lock, 7 on Colab (which keeps its own 7.7.1)."""
+    import ipywidgets
+
+    return int(ipywidgets.__version__.split(".")[0])
+
+
+def widget_bundle(widget: Any) -> dict[str, Any]:
+    """What a frontend needs to show ``widget``: ``text/plain`` and the widget view (model id), on ipywidgets 7 or 8.
+
+    ipywidgets 8 returns it from ``Widget._repr_mimebundle_``. ipywidgets 7 has no ``_repr_mimebundle_``: its
+    ``_ipython_display_`` publishes the same bundle itself (``display(data, raw=True)``), so here it is built the way
+    7.7.1 builds it (identical to 8's: widget protocol 2.0). Colab keeps ipywidgets 7.7.1, since its frontend stopped
+    rendering the core widgets of ipywidgets 8 (googlecolab/colabtools#3020).
+    """
+    if ipywidgets_major() >= 8:
+        return dict(widget._repr_mimebundle_())
+    plaintext = repr(widget)
+    data: dict[str, Any] = {"text/plain": plaintext[:110] + "…" if len(plaintext) > 110 else plaintext}
+    if widget._view_name is not None:
+        data["application/vnd.jupyter.widget-view+json"] = {"version_major": 2, "version_minor": 0,
+                                                             "model_id": widget._model_id}
+    return data
 
 
 # -- 04: which tokens the loss trains ---------------------------------------------------------------------------------

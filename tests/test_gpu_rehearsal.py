@@ -35,7 +35,7 @@ def fake_gpu(monkeypatch, name: str = "NVIDIA H100 80GB HBM3", cc: tuple[int, in
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: cc)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: types.SimpleNamespace(total_memory=total))
-    monkeypatch.setattr("labhelpers.hardware.flash_backend_available", lambda: None)
+    monkeypatch.setattr("labhelpers.hardware._probe_flash", lambda: (None, "no flash-attention in this test"))
 
 
 # ----------------------------------------------------------------------------------------- LAB_FORCE_HARDWARE

@@ -33,19 +33,17 @@ def _no_env_profile(monkeypatch):
 
 
 def fake_gpu(monkeypatch, name: str, cc: tuple[int, int], total_bytes: int, flash: str | None = None) -> None:
-    """Make torch.cuda report one GPU (and ``flash``: 'flash_attn', 'kernels' or None importable) without a real device."""
+    """Make torch.cuda report one GPU (and ``flash``: 'flash_attn', 'kernels' or None serving flash-attention) without a
+    real device."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: cc)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: types.SimpleNamespace(total_memory=total_bytes))
-    real_find_spec = hardware.importlib.util.find_spec
-
-    def find_spec(mod, *a, **k):
-        if mod in ("flash_attn", "kernels"):
-            return object() if mod == flash else None
-        return real_find_spec(mod, *a, **k)
-
-    monkeypatch.setattr(hardware.importlib.util, "find_spec", find_spec)
+    # what labhelpers.attention.probe_flash_attention would find (its failures are faked in tests/test_attention.py)
+    found = {"flash_attn": "the flash_attn package 2.8.3 is installed and imports",
+             "kernels": "kernels 0.19.1 loaded the prebuilt hub kernel kernels-community/flash-attn2 (no compiling)"}
+    reason = found.get(flash, "kernels is not installed, and transformers serves flash-attention through kernels only")
+    monkeypatch.setattr(hardware, "_probe_flash", lambda: (flash, reason))
 
 
 def fake_cpu(monkeypatch) -> None:
@@ -121,7 +119,7 @@ def test_ampere_recipes(monkeypatch, name, cc, mem, flash):
     else:
         assert r.attn_implementation == "sdpa" and not r.packing
         assert r.train_sampling_strategy == "group_by_length"
-        assert "neither flash_attn nor kernels is installed" in why["attn_implementation"]
+        assert "flash-attention is not usable here: kernels is not installed" in why["attn_implementation"]
     s = r.sizes
     assert (s.per_device_train_batch_size, s.gradient_accumulation_steps, s.gradient_checkpointing) == (16, 1, False)
     assert_consistent(r)

@@ -177,6 +177,30 @@ def test_solution_executes_with_papermill(path):
     print(f"{path.stem}: {TIMINGS[path.stem]:.1f} s (total so far {sum(TIMINGS.values()):.1f} s)")
 
 
+# The notebooks that run the model outside the Trainer (generation, scoring, checks, demos, the protocol, the custom
+# loop), executed under LAB_FORCE_HARDWARE=ampere-cpu: the A100 recipe (bf16 autocast on fp32 weights, flash-attention
+# through transformers' own code path, padding-free packing) with a stand-in kernel that raises on fp32 inputs, at
+# smoke sizes. A forward outside recipe.autocast() fails here as it would on an A100. Cost: ~25 reference steps.
+AMPERE_CPU = ("02", "05", "06", "09", "10", "11", "12")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in SOLUTIONS if p.name[:2] in AMPERE_CPU], ids=lambda p: p.stem)
+def test_solution_keeps_the_ampere_contract(path, monkeypatch, tmp_path_factory):
+    run = tmp_path_factory.getbasetemp() / "ampere-cpu"  # one run folder: 09 and 12 read 06's tuned model
+    out = run / "executed" / path.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("LAB_FORCE_HARDWARE", "ampere-cpu")  # the kernel papermill starts inherits it
+    seconds = execute(path, out, {"RUN_DIR": str(run)})
+    nb = nbformat.read(out, as_version=4)
+    errors = [f"{o.ename}: {o.evalue}"[:500] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.output_type == "error"]
+    assert errors == []
+    text = _stdout(nb)
+    assert "LAB_FORCE_HARDWARE=ampere-cpu" in text and "attention kernels-community/flash-attn2" in text, text[:2000]
+    print(f"{path.stem} under ampere-cpu: {seconds:.1f} s")
+
+
 def _stdout(nb: nbformat.NotebookNode) -> str:
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                    if o.output_type == "stream")

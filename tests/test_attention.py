@@ -1,0 +1,138 @@
+"""Attention chosen by probe (each failure faked), and flash-attention's contract enforced on this CPU (ampere-cpu)."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+
+from labhelpers import attention
+from labhelpers.hardware import detect_recipe, emulated_ampere_recipe, recipe_for
+
+GB = 1024**3
+
+
+def fake_ampere(monkeypatch):
+    """One visible cc 8.0 GPU without a real device."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (8, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA A100-SXM4-40GB")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: types.SimpleNamespace(total_memory=40 * GB))
+    monkeypatch.delenv("LAB_FORCE_HARDWARE", raising=False)
+
+
+def fresh_kernel_cache(monkeypatch):
+    """transformers keeps the loaded flash implementation in module globals: start each probe from none."""
+    from transformers import modeling_flash_attention_utils as fa
+
+    monkeypatch.setattr(fa, "_loaded_implementation", None)
+
+
+# ----------------------------------------------------------------------------------------------- the probe
+def test_a_kernels_version_outside_transformers_window_gives_sdpa_and_says_why(monkeypatch):
+    from transformers.utils import import_utils
+
+    fake_ampere(monkeypatch)
+    monkeypatch.setattr(import_utils, "is_kernels_available", lambda *a, **k: False)
+    recipe = detect_recipe("colab")
+    assert (recipe.attn_implementation, recipe.packing) == ("sdpa", False)
+    why = dict(recipe.reasons)["attn_implementation"]
+    assert "kernels 0.19.1 is installed" in why and "only for 0.19.1 <= kernels < 0.20" in why, why
+    assert "flash-attention is not usable here" in recipe.explain()
+
+
+def test_a_hub_kernel_that_fails_to_load_gives_sdpa_with_the_error(monkeypatch):
+    from transformers.integrations import hub_kernels
+
+    fake_ampere(monkeypatch)
+    fresh_kernel_cache(monkeypatch)
+
+    def no_hub(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the kernel")
+
+    monkeypatch.setattr(hub_kernels, "get_kernel", no_hub)
+    recipe = detect_recipe("colab")
+    assert (recipe.attn_implementation, recipe.packing, recipe.train_sampling_strategy) == ("sdpa", False,
+                                                                                            "group_by_length")
+    assert "did not load" in dict(recipe.reasons)["attn_implementation"]
+    assert "couldn't connect" in dict(recipe.reasons)["attn_implementation"]
+
+
+def test_a_flash_attn_package_that_does_not_import_gives_sdpa(monkeypatch):
+    from transformers.utils import import_utils
+
+    fake_ampere(monkeypatch)
+    monkeypatch.setattr(import_utils, "is_flash_attn_2_available", lambda *a, **k: True)
+    monkeypatch.setitem(sys.modules, "flash_attn", None)  # import raises ImportError, like a mismatched CUDA build
+    backend, why = attention.probe_flash_attention()
+    assert backend is None and "flash_attn is installed but does not import" in why
+
+
+def test_a_kernel_that_loads_gives_flash_attention_and_padding_free_packing(monkeypatch):
+    fake_ampere(monkeypatch)
+    fresh_kernel_cache(monkeypatch)
+    attention.install_flash_standin()  # what the hub would hand back, without the hub
+    recipe = detect_recipe("colab")
+    assert (recipe.attn_implementation, recipe.packing, recipe.bf16) == ("flash_attention_2", True, True)
+    assert "loaded the prebuilt hub kernel" in dict(recipe.reasons)["attn_implementation"]
+
+
+# ----------------------------------------------------------------------------------------------- the contract
+@pytest.fixture(scope="module")
+def emulated_model():
+    from labhelpers.models import load_model_and_tokenizer
+
+    recipe = emulated_ampere_recipe()
+    model, tokenizer = load_model_and_tokenizer(recipe=recipe, verbose=False)
+    return recipe, model.eval(), tokenizer
+
+
+def test_ampere_cpu_is_the_bf16_flash_recipe_on_the_cpu(monkeypatch, capsys):
+    monkeypatch.setenv("LAB_FORCE_HARDWARE", "ampere-cpu")
+    recipe = detect_recipe()
+    assert recipe.emulated and recipe.bf16 and not recipe.fp16 and recipe.torch_dtype == torch.float32
+    assert (recipe.attn_implementation, recipe.packing, str(recipe.device)) == ("flash_attention_2", True, "cpu")
+    config = recipe.sft_config("/tmp/ampere-cpu-test")
+    assert (config.bf16, config.use_cpu, config.packing, config.max_steps) == (True, True, True, 3)
+    assert "smoke size under ampere-cpu" in dict(recipe.reasons)["max_steps"]
+
+
+@pytest.mark.slow
+def test_a_forward_outside_autocast_raises_naming_the_caller(emulated_model):
+    recipe, model, tokenizer = emulated_model
+    assert "flash" in model.config._attn_implementation
+    ids = torch.tensor([tokenizer.encode("Hello there")], device=model.device)
+    with pytest.raises(attention.FlashContractError, match=r"test_attention\.py:\d+.*recipe\.autocast\(\)"):
+        model(ids)
+    with torch.no_grad(), recipe.autocast():
+        assert torch.isfinite(model(ids).logits).all()
+
+
+@pytest.mark.slow
+def test_packed_rows_stay_isolated_through_transformers_flash_path(emulated_model):
+    """B packed after A (position_ids restarting, no attention mask, as TRL's padding-free collator sends it) gives
+    B's logits alone, through transformers' own flash path (cu_seq_lens from position_ids) and the stand-in."""
+    recipe, model, tokenizer = emulated_model
+    a = tokenizer.encode("The capital of France is Paris, and the capital of Italy is")
+    b = tokenizer.encode("Two plus two equals")
+    packed = torch.tensor([a + b], device=model.device)
+    positions = torch.tensor([list(range(len(a))) + list(range(len(b)))], device=model.device)
+    with torch.no_grad(), recipe.autocast():
+        together = model(packed, position_ids=positions, use_cache=False).logits[0, len(a):].float()
+        alone = model(torch.tensor([b], device=model.device), use_cache=False).logits[0].float()
+        contaminated = model(packed, use_cache=False).logits[0, len(a):].float()  # one causal row: B sees A
+    assert (together - alone).abs().max().item() < 0.5  # bf16 rounding only (logits of magnitude ~10-30)
+    assert (contaminated - alone).abs().max().item() > 2.0
+
+
+def test_the_standin_matches_plain_attention_within_bf16_rounding():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 5, 4, 8) for _ in range(3))
+    k, v = k[:, :, :2], v[:, :, :2]  # grouped-query attention: 4 query heads share 2 key heads
+    out = attention.flash_attn_func(q.bfloat16(), k.bfloat16(), v.bfloat16(), causal=True).float()
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), k.repeat_interleave(2, 2).transpose(1, 2), v.repeat_interleave(2, 2).transpose(1, 2),
+        is_causal=True).transpose(1, 2)
+    assert (out - ref).abs().max().item() < 0.05
