@@ -1,11 +1,11 @@
-"""LoRA plumbing for notebook 12: the check of the student's ``LoraConfig``, parameter counts, a clean peak-memory
-measurement in a child process, the sanity findings an adapter run needs, and QLoRA's load arguments (CUDA only).
+"""LoRA plumbing for notebook 12: parameter counts, a clean peak-memory measurement in a child process, the sanity
+findings an adapter run needs, and QLoRA's load arguments (CUDA only). The check of the student's ``LoraConfig`` (the
+TODO's feedback) is :mod:`labhelpers.checks.nb12_lora`.
 
 The lesson itself (what ``r`` and ``lora_alpha`` do, which modules to target, why the learning rate is ~10x a full
 fine-tune's, ``merge_and_unload``) is written out in ``solutions/12_lora.ipynb``; this module holds what is not::
 
-    from labhelpers.lora import check_lora_config, lora_findings, measure_training_step, qlora_model_kwargs
-    check_lora_config(make_lora_config, model)               # the TODO's feedback
+    from labhelpers.lora import lora_findings, measure_training_step, qlora_model_kwargs
     lora_findings(peft_model, 1e-3, tokenizer)               # adapter LR band, trainable modules, new tokens
     measure_training_step(MODEL_ID, recipe, lora_rank=16)    # s/step and peak memory, in a fresh process
     qlora_model_kwargs(recipe)                               # 4-bit load kwargs on CUDA; a clear error on a CPU
@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from labhelpers.checks import TodoCheckError, passed, require, student_code
 from labhelpers.memory import LORA_TARGETS, process_memory_bytes
 from labhelpers.sanity.report import Finding
 
@@ -43,7 +42,7 @@ MEASURE_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}  # glibc: return freed mid-si
 # measures tensors rather than allocator retention (benchmarks/training_modes.py: LoRA 3768 MiB without, 2395 with)
 
 
-# ------------------------------------------------------------------------------------------------ the TODO
+# ------------------------------------------------------------ target modules (the LoraConfig check uses them too)
 def _target_set(targets: Any) -> set[str] | str | None:
     """A LoraConfig's ``target_modules`` as a set of names, a string (regex / 'all-linear') or None.
 
@@ -53,84 +52,6 @@ def _target_set(targets: Any) -> set[str] | str | None:
     if targets is None or isinstance(targets, str):
         return targets
     return {str(t) for t in targets}
-
-
-def _scale_text(alpha: float, r: int) -> str:
-    """How a LoRA update is scaled, in words.
-
-    >>> _scale_text(32, 16)
-    'lora_alpha/r = 32/16 scales the update B @ A by 2'
-    """
-    return f"lora_alpha/r = {alpha:g}/{r} scales the update B @ A by {alpha / r:g}"
-
-
-def lora_config_problems(config: Any, rank: int, alpha: float, model: Any = None) -> list[str]:
-    """Everything wrong with a ``peft.LoraConfig`` for this lesson (rank ``rank``, ``lora_alpha`` ``alpha``, all seven
-    projections of a llama-style layer, a causal LM); each item says what is wrong and the fix. Empty when right.
-
-    >>> from peft import LoraConfig
-    >>> lora_config_problems(LoraConfig(r=16, lora_alpha=32, target_modules=list(LORA_TARGETS),
-    ...                                 task_type="CAUSAL_LM"), 16, 32)
-    []
-    >>> print(lora_config_problems(LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"]), 16, 32)[0])
-    task_type is None: task_type must be CAUSAL_LM (task_type="CAUSAL_LM" or TaskType.CAUSAL_LM), so peft wraps the model as a causal LM whose forward takes labels and whose generate() works
-    """
-    from peft import LoraConfig
-
-    if not isinstance(config, LoraConfig):
-        return [f"the result is a {type(config).__name__}, not a peft.LoraConfig: return LoraConfig(r=..., "
-                "lora_alpha=..., target_modules=[...], lora_dropout=..., task_type=\"CAUSAL_LM\")"]
-    problems = []
-    task = getattr(config.task_type, "value", config.task_type)
-    if task != "CAUSAL_LM":
-        problems.append(f"task_type is {task!r}: task_type must be CAUSAL_LM (task_type=\"CAUSAL_LM\" or "
-                        "TaskType.CAUSAL_LM), so peft wraps the model as a causal LM whose forward takes labels and "
-                        "whose generate() works")
-    if config.r != rank:
-        problems.append(f"r is {config.r!r}, the rank asked for is {rank}: pass r=rank (the function's argument), "
-                        "not a number of your own")
-    if config.lora_alpha != alpha:
-        problems.append(f"lora_alpha is {config.lora_alpha!r}, asked for {alpha:g}: {_scale_text(config.lora_alpha, config.r)}, "
-                        f"this lesson wants {_scale_text(alpha, rank).split(' scales')[0]} = {alpha / rank:g}; pass "
-                        "lora_alpha=alpha (too small a scale learns nothing at a sensible LR, too large one diverges)")
-    targets = _target_set(config.target_modules)
-    if targets is None:
-        problems.append("target_modules is None: peft then falls back to its per-architecture default (for llama "
-                        "only q_proj and v_proj); list the seven projections: " + ", ".join(LORA_TARGETS))
-    elif isinstance(targets, str):
-        if targets != "all-linear":
-            problems.append(f"target_modules is the string {targets!r}, which peft reads as a regular expression over "
-                            "full module names; pass a list of the seven projection names: " + ", ".join(LORA_TARGETS))
-    else:
-        full_copies = sorted(targets & set(FULL_COPY_MODULES))
-        if full_copies:
-            problems.append(f"target_modules lists {', '.join(full_copies)}: a rank-r update of a 49k-row embedding or "
-                            "output layer cannot add a token; train those as full copies with "
-                            "modules_to_save=[...] (only needed for new tokens) and keep target_modules to the projections")
-        missing_attn = [m for m in ATTENTION_PROJECTIONS if m not in targets]
-        missing_mlp = [m for m in MLP_PROJECTIONS if m not in targets]
-        if missing_mlp:
-            problems.append(f"target_modules misses the MLP projections gate_proj/up_proj/down_proj: {', '.join(missing_mlp)} "
-                            "missing. The MLP holds two thirds of each layer's weights and most of what a format "
-                            "change needs; add them")
-        if missing_attn:
-            problems.append(f"target_modules misses the attention projections q_proj/k_proj/v_proj/o_proj: "
-                            f"{', '.join(missing_attn)} missing; add them (every linear layer of the block is the "
-                            "QLoRA paper's finding: adapting all of them matches a full fine-tune best)")
-        if model is not None:
-            names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-            unknown = sorted(t for t in targets if t not in names)
-            if unknown:
-                problems.append(f"target_modules names {', '.join(unknown)}, which no module of this model is called "
-                                f"(its linear layers: {', '.join(_linear_names(model))}); check the spelling")
-    dropout = float(config.lora_dropout or 0.0)
-    if not 0.0 <= dropout <= 0.2:
-        problems.append(f"lora_dropout is {dropout:g}: keep it between 0 and 0.1 (0.05 is usual); it drops the input "
-                        "of the adapter, and more than ~0.2 slows learning for nothing on a short run")
-    if getattr(config, "bias", "none") != "none":
-        problems.append(f"bias is {config.bias!r}: keep bias=\"none\" (the llama projections have no bias; training "
-                        "biases changes the base model even with the adapter disabled)")
-    return problems
 
 
 def _linear_names(model: Any) -> list[str]:
@@ -146,40 +67,6 @@ def _linear_names(model: Any) -> list[str]:
             parts = parts[:-1]
         seen.setdefault(parts[-1], None)
     return list(seen)
-
-
-@student_code("make_lora_config")
-def check_lora_config(make_lora_config: Callable[[int, float], Any] | Any, model: Any = None,
-                      cases: tuple[tuple[int, float], ...] = ((16, 32), (8, 8))) -> None:
-    """Call the student's ``make_lora_config(rank, alpha)`` for each ``(rank, alpha)`` of ``cases`` and say what is
-    wrong with the ``LoraConfig`` it returns (a ready ``LoraConfig`` is accepted too, checked against the first case).
-    ``model``: also check that every target module exists in it.
-
-    >>> from peft import LoraConfig
-    >>> check_lora_config(lambda r, a: LoraConfig(r=r, lora_alpha=a, target_modules=list(LORA_TARGETS),
-    ...                                           lora_dropout=0.05, task_type="CAUSAL_LM"))
-    ✓ LoraConfig: r and lora_alpha from the arguments (lora_alpha/r = 32/16 scales the update B @ A by 2), all 7 projections (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), dropout 0.05, CAUSAL_LM
-    >>> check_lora_config(lambda r, a: LoraConfig(r=r, lora_alpha=a, target_modules=["q_proj", "v_proj"],
-    ...                                           task_type="CAUSAL_LM"))  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    labhelpers.checks.TodoCheckError: make_lora_config(16, 32) returned a LoraConfig that does not fit this lesson:
-      - target_modules misses the MLP projections gate_proj/up_proj/down_proj: ...
-    """
-    for rank, alpha in cases:
-        config = make_lora_config(rank, alpha) if callable(make_lora_config) else make_lora_config
-        problems = lora_config_problems(config, rank, alpha, model)
-        call = f"make_lora_config({rank}, {alpha:g})" if callable(make_lora_config) else "your LoraConfig"
-        require(not problems, f"{call} returned a LoraConfig that does not fit this lesson:\n  - " + "\n  - ".join(problems),
-                "change those arguments and re-run the cell")
-        if not callable(make_lora_config):
-            break
-    first = make_lora_config(*cases[0]) if callable(make_lora_config) else make_lora_config
-    targets = _target_set(first.target_modules)
-    which = "all linear layers ('all-linear')" if isinstance(targets, str) else \
-        f"all {len(targets)} projections ({', '.join(t for t in LORA_TARGETS if t in targets)})"
-    passed(f"LoraConfig: r and lora_alpha from the arguments ({_scale_text(first.lora_alpha, first.r)}), {which}, "
-           f"dropout {float(first.lora_dropout or 0):g}, CAUSAL_LM")
 
 
 # --------------------------------------------------------------------------------------------- counting

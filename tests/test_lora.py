@@ -11,9 +11,10 @@ from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from labhelpers.checks import TodoCheckError
+from labhelpers.checks.nb12_lora import check_lora_config
 from labhelpers.hardware import recipe_for
-from labhelpers.lora import (LORA_TARGETS, QLoRAUnavailable, check_lora_config, logits_tolerance, lora_findings,
-                             lora_parameter_count, measure_training_step, qlora_model_kwargs, trainable_parameters)
+from labhelpers.lora import (LORA_TARGETS, QLoRAUnavailable, logits_tolerance, lora_findings, lora_parameter_count,
+                             measure_training_step, qlora_model_kwargs, trainable_parameters)
 
 ALL = list(LORA_TARGETS)
 

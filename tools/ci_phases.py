@@ -1,4 +1,5 @@
-"""Where the suite's time goes, per CI phase: unit tests, doctests, papermill, nbval on solutions and on students.
+"""Where the suite's time goes, per CI phase: unit tests, doctests, papermill (the ci series, and the smoke pass under
+the Ampere contract), nbval on the student copies (and on solutions, when a run collects them).
 
 The root ``conftest.py`` feeds every test report to :func:`record` and prints :func:`summary_lines` at the end of a
 run, so each CI log says which phase to cut (``.ci/run`` prints the machine's reference step beside it).
@@ -6,7 +7,8 @@ run, so each CI log says which phase to cut (``.ci/run`` prints the machine's re
 
 from __future__ import annotations
 
-PHASES = ("papermill (solutions)", "nbval solutions", "nbval students", "unit tests", "doctests")
+PHASES = ("papermill (solutions)", "nbval solutions", "nbval students", "unit tests", "doctests",
+          "papermill ampere-cpu (smoke)")
 _seconds: dict[str, list[float]] = {}
 
 
@@ -15,11 +17,14 @@ def ci_phase(nodeid: str) -> str:
 
     >>> [ci_phase(n) for n in ("tests/test_notebooks.py::test_solution_executes_with_papermill[06_sft_trainer]",
     ...                        "solutions/06_sft_trainer.ipynb::Cell 3", "notebooks/06_sft_trainer.ipynb::Cell 3",
-    ...                        "tests/test_data.py::test_x", "labhelpers/data.py::labhelpers.data.load_chat_dataset")]
-    ['papermill (solutions)', 'nbval solutions', 'nbval students', 'unit tests', 'doctests']
+    ...                        "tests/test_data.py::test_x", "labhelpers/data.py::labhelpers.data.load_chat_dataset",
+    ...                        "tests/test_notebooks.py::test_solution_keeps_the_ampere_contract[02_baseline_generation]")]
+    ['papermill (solutions)', 'nbval solutions', 'nbval students', 'unit tests', 'doctests', 'papermill ampere-cpu (smoke)']
     """
     if "test_solution_executes_with_papermill" in nodeid:
         return PHASES[0]
+    if "test_solution_keeps_the_ampere_contract" in nodeid:
+        return PHASES[5]
     if nodeid.startswith("solutions/"):
         return PHASES[1]
     if nodeid.startswith("notebooks/"):

@@ -142,11 +142,29 @@ def t4_estimates() -> dict[str, tuple[float, float]]:
     return {number: seconds(work) for number, work in notebook_work(recipe, tokens).items()}
 
 
+# Notebooks that need notebook 06's tuned model: in a Colab runtime without it (each notebook gets its own runtime;
+# without USE_DRIVE nothing carries over) they train the reference run first, and their first cell says what it costs.
+NEEDS_REFERENCE_RUN = ("07", "09", "12", "13")
+
+
+def reference_run_phrase(estimates: dict[str, tuple[float, float]]) -> str:
+    """What a notebook of NEEDS_REFERENCE_RUN adds on a T4 when 06's model is missing: 06's run without its fixed
+    cost (install and model load are paid once either way).
+
+    >>> reference_run_phrase({"06": (750.0, 210.0)})
+    'about 2-10 min more'
+    """
+    slow, fast = (t - fixed for t, fixed in zip(estimates["06"], NOTEBOOK_S))
+    return minutes_phrase(slow, fast) + " more"
+
+
 def main() -> None:
     estimates = t4_estimates()
     for number in sorted(estimates):
         slow, fast = estimates[number]
         print(f"{number}  {fast:6.0f}-{slow:4.0f} s  {minutes_phrase(slow, fast)}")
+    print(f"without 06's model ({', '.join(NEEDS_REFERENCE_RUN)}): the reference run first, "
+          f"{reference_run_phrase(estimates)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,163 @@
+"""The machinery every lesson's TODO checks share: the error a check raises (:class:`TodoCheckError`), its success
+line (:func:`passed`), :func:`require`, the :func:`student_code` decorator that names an unfilled TODO before any
+diagnosis, and the :func:`require_todo` guard the student copies call in cells that depend on a TODO.
+
+The checks themselves live one module per notebook next to this one (``nb05_packing.py`` holds notebook 05's).
+"""
+
+from __future__ import annotations
+
+
+class TodoCheckError(AssertionError):
+    """A TODO cell's result is wrong; the message names what is wrong and the fix."""
+
+    # Students see this name in tracebacks (and the doctests show it): the path they import it from, not this module's.
+    __module__ = "labhelpers.checks"
+
+
+def passed(message: str) -> None:
+    """Print a check's success line.
+
+    >>> passed("labels mask the prompt")
+    ✓ labels mask the prompt
+    """
+    print(f"✓ {message}")
+
+
+def require(condition: bool, problem: str, fix: str) -> None:
+    """Raise :class:`TodoCheckError` with ``problem`` and ``fix`` unless ``condition`` holds.
+
+    >>> require(True, "x", "y")
+    >>> require(False, "your labels train the user turn", "set them to -100")
+    Traceback (most recent call last):
+    ...
+    labhelpers.checks.TodoCheckError: your labels train the user turn. Fix: set them to -100
+    """
+    if not condition:
+        raise TodoCheckError(f"{problem}. Fix: {fix}")
+
+
+NOT_IMPLEMENTED = "not implemented yet: fill the TODO above"
+
+
+def _is_todo_stub(err: BaseException) -> bool:
+    """True for the ``NotImplementedError("TODO: ...")`` a student copy's stub raises (or a bare one).
+
+    >>> _is_todo_stub(NotImplementedError("TODO: mask the prompt")), _is_todo_stub(NotImplementedError())
+    (True, True)
+    >>> _is_todo_stub(NotImplementedError("Could not run 'aten::mm' with arguments from the 'Meta' backend"))
+    False
+    """
+    return isinstance(err, NotImplementedError) and (not str(err) or str(err).startswith("TODO"))
+
+
+def _unfilled_todo_fails(fn, name: str):
+    """``fn`` wrapped so that its unfilled TODO stub fails the check with one message, before any diagnosis."""
+    import functools
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NotImplementedError as err:
+            if not _is_todo_stub(err):
+                raise
+            raise TodoCheckError(f"{name} is {NOT_IMPLEMENTED}. Fix: replace its raise NotImplementedError(...) line "
+                                 "with your code, run that cell, then this check") from None
+
+    return call
+
+
+def student_code(*params: str):
+    """Decorator for a check: the named parameters are the student's functions. Calling one that still raises the
+    TODO's ``NotImplementedError`` fails the check with "not implemented yet: fill the TODO above", whatever the
+    check would otherwise catch (a ``NotImplementedError`` is also a ``RuntimeError``).
+
+    >>> @student_code("double")
+    ... def check_double(double):
+    ...     require(double(2) == 4, "double(2) is wrong", "multiply by 2")
+    >>> def double(x):
+    ...     raise NotImplementedError("TODO: multiply by 2")
+    >>> check_double(double)
+    Traceback (most recent call last):
+    ...
+    labhelpers.checks.TodoCheckError: double is not implemented yet: fill the TODO above. Fix: replace its raise NotImplementedError(...) line with your code, run that cell, then this check
+    """
+    import functools
+    import inspect
+
+    def decorate(check):
+        signature = inspect.signature(check)
+
+        @functools.wraps(check)
+        def run(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            for name in params:
+                if callable(bound.arguments.get(name)):
+                    bound.arguments[name] = _unfilled_todo_fails(bound.arguments[name], name)
+            return check(*bound.args, **bound.kwargs)
+
+        run.student_params = params  # type: ignore[attr-defined]  # lets the tests find every such check
+        return run
+
+    return decorate
+
+
+class TodoNotDoneError(TodoCheckError):
+    """A cell that needs a TODO ran before the TODO was done; shown as one line in Jupyter (no traceback)."""
+
+    __module__ = "labhelpers.checks"  # as for TodoCheckError: the public path in tracebacks
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows these lines instead of the traceback
+        return [f"{type(self).__name__}: {self}"]
+
+
+def _holds_todo_stub(value: object) -> bool:
+    """True when ``value`` is a function (or a class with a method) whose code still raises the TODO stub.
+
+    >>> def f(x):
+    ...     raise NotImplementedError("TODO: double x")
+    >>> _holds_todo_stub(f), _holds_todo_stub(lambda x: 2 * x), _holds_todo_stub(3)
+    (True, False, False)
+    """
+    import inspect
+
+    def stub_in(code) -> bool:
+        if "NotImplementedError" in code.co_names and any(
+                isinstance(c, str) and c.startswith("TODO: ") for c in code.co_consts):
+            return True
+        return any(stub_in(c) for c in code.co_consts if inspect.iscode(c))
+
+    if inspect.isclass(value):
+        return any(_holds_todo_stub(v) for v in vars(value).values())
+    code = getattr(inspect.unwrap(value), "__code__", None) if callable(value) else None
+    return code is not None and stub_in(code)
+
+
+def require_todo(*names: str) -> None:
+    """Stop a cell that needs the TODO above with one clear line unless each name is defined and done.
+
+    The student notebooks call it at the top of every cell that depends on a TODO (``nbtools build`` writes the
+    call); ``names`` are what the TODO defines. Looks the names up in the calling notebook's globals.
+
+    >>> def build_labels(ids, mask):
+    ...     raise NotImplementedError("TODO: keep the reply tokens")
+    >>> require_todo("build_labels")
+    Traceback (most recent call last):
+    ...
+    labhelpers.checks.TodoNotDoneError: run the TODO above first: build_labels is not implemented yet (its code still has the TODO's raise NotImplementedError line). Fix: fill in the TODO, run its cell and its check, then the cells below it in order
+    >>> require_todo("packed")
+    Traceback (most recent call last):
+    ...
+    labhelpers.checks.TodoNotDoneError: run the TODO above first (it defines `packed`). Fix: fill in the TODO, run its cell and its check, then the cells below it in order
+    """
+    import sys
+
+    namespace = sys._getframe(1).f_globals
+    fix = "fill in the TODO, run its cell and its check, then the cells below it in order"
+    for name in names:
+        if name not in namespace:
+            raise TodoNotDoneError(f"run the TODO above first (it defines `{name}`). Fix: {fix}")
+        if _holds_todo_stub(namespace[name]):
+            raise TodoNotDoneError(f"run the TODO above first: {name} is not implemented yet (its code "
+                                   f"still has the TODO's raise NotImplementedError line). Fix: {fix}")
