@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # imported lazily: `datasets` costs ~1 s, and the sanity CLI 
     import datasets
     from labhelpers.formats import FormatReport
 
+from labhelpers.data_problems import DatasetFileError, RowProblem  # noqa: F401  (public here: data raises them)
+
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled_data"  # train.jsonl + test.jsonl, see its README.md
 LAB_DATASET = "sft-lab/house-format"  # the lesson's data: bundled, the same online and offline
 NO_ROBOTS = "HuggingFaceH4/no_robots"  # the seed lab's real data (hub); offline, its natural-reply stand-in
@@ -47,29 +49,8 @@ SPLIT_NAMES = ("train", "test")  # files a local folder must hold, each with one
 _CSV_LIST_COLUMNS = ("messages", "conversations", "prompt", "completion")  # CSV cells holding JSON lists
 
 
-class DatasetFileError(ValueError):
-    """A dataset file is missing, unreadable or has the wrong shape; the message names the file and the fix."""
-
-
 class ConversationFormatError(ValueError):
     """One or more rows are not valid chat conversations; the message lists each bad row and the fix."""
-
-
-@dataclass(frozen=True)
-class RowProblem:
-    """What is wrong with one row: where (index, prompt_id, field), what (reason, detail) and the fix."""
-
-    index: int  # row position in the rows given
-    prompt_id: str | None  # the row's prompt_id, if it has one
-    field: str  # e.g. "messages[3]" or "messages[0].content"
-    reason: str  # short, countable, e.g. "last turn is not 'assistant'"
-    detail: str  # the specific case, e.g. "last turn is 'user'"
-    fix: str  # e.g. "append an assistant reply or drop the row"
-
-    def __str__(self) -> str:
-        """One line: ``row 3 (prompt_id 'ab12…'), messages[1]: detail; fix``."""
-        pid = "" if self.prompt_id is None else f" (prompt_id {_short(self.prompt_id)!r})"
-        return f"row {self.index}{pid}, {self.field}: {self.detail}; {self.fix}"
 
 
 @dataclass
@@ -95,13 +76,6 @@ class ValidationReport:
         return f"{source}: {self.n_invalid} of {self.n_rows} rows {verb} ({counts})"
 
 
-def _short(prompt_id: str) -> str:
-    """First 8 characters of a long id, with an ellipsis.
-
-    >>> _short("ab12cd34ef56"), _short("r1")
-    ('ab12cd34…', 'r1')
-    """
-    return prompt_id if len(prompt_id) <= 8 else prompt_id[:8] + "…"
 
 
 def check_row(row: Any, index: int = 0, *, tolerate_null_keys: bool = False) -> RowProblem | None:

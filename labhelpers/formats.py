@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from labhelpers.data import DatasetFileError, RowProblem
+from labhelpers.data_problems import DatasetFileError, RowProblem
 
 FORMAT_NAMES = {  # row_format id -> name used in reports
     "messages": "messages",

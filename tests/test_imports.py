@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "labhelpers"
@@ -148,26 +147,17 @@ def reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
     return False
 
 
-# The one known loop, left for its own change: `formats` imports `data`'s DatasetFileError and RowProblem at module
-# level, and `data.to_chat_rows` imports `formats` inside the function. It works (the inner import runs after both
-# modules are loaded) but it is a loop; breaking it means moving those two types below both modules.
-KNOWN_CYCLE_EDGE = ("labhelpers.data", "labhelpers.formats")
-
-
 def test_labhelpers_has_no_import_cycle():
-    graph = import_graph()
-    graph[KNOWN_CYCLE_EDGE[0]].discard(KNOWN_CYCLE_EDGE[1])  # see test_data_and_formats_do_not_import_each_other
-    cycles = find_cycles(graph)
+    cycles = find_cycles(import_graph())
     assert cycles == [], "import cycles in labhelpers:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
-@pytest.mark.xfail(strict=True, reason="known loop data -> formats -> data (KNOWN_CYCLE_EDGE); once it is broken this "
-                                       "test passes: remove this mark and KNOWN_CYCLE_EDGE")
 def test_data_and_formats_do_not_import_each_other():
+    """The loop there was (data -> formats inside a function, formats -> data for its error types) is broken by
+    ``data_problems``, which both import."""
     graph = import_graph()
     data, formats = "labhelpers.data", "labhelpers.formats"
-    assert not (reaches(graph, data, formats) and reaches(graph, formats, data)), \
-        "import cycles in labhelpers:\n" + "\n".join(" -> ".join(c) for c in find_cycles(graph))
+    assert not (reaches(graph, data, formats) and reaches(graph, formats, data))
 
 
 def test_only_the_checks_package_imports_the_checks():
