@@ -304,3 +304,25 @@ def test_finished_adapter_run_is_loaded_not_retrained(tmp_path):
     other_rank = adapted(rank=2)  # other adapter settings: a new run
     _, now = finished_adapters_or_train(other_rank, config, rows, lambda: [{"loss": 1.0}, {"train_runtime": 1.0}])
     assert now
+
+
+@pytest.mark.parametrize("lr", [1e-5, 5e-5, 7e-5, 1e-4, 2e-4, 1e-3, 3e-3, 5e-3, 1e-2, 2e-2])
+def test_preflight_and_lora_findings_judge_a_lora_learning_rate_alike(lr):
+    """One LR table for adapters: the preflight's verdict is lora_findings' (they disagreed at 5e-5..1e-4)."""
+    import peft
+
+    from labhelpers.sanity.preflight import hyperparameter_findings
+
+    tiny = torch.nn.Sequential()
+    tiny.add_module("q_proj", torch.nn.Linear(4, 4))
+    tiny = peft.get_peft_model(tiny, peft.LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
+
+    class Tok:
+        vocab_size, pad_token_id, added_tokens_decoder = 10, 0, {}
+
+        def __len__(self):
+            return 10
+
+    by_lora = next(f.status for f in lora_findings(tiny, lr, Tok()) if f.check == "lora_learning_rate")
+    by_preflight = hyperparameter_findings(lr, 0.1, True, 135_000_000, 500, 16, -1, 1)[0].status
+    assert by_preflight == by_lora, (lr, by_preflight, by_lora)

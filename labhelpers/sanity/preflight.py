@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from labhelpers.attention import forward_dtype, model_autocast
-from labhelpers.lora import lora_findings
+from labhelpers.lora import LORA_LR_FAIL, LORA_LR_HIGH, LORA_LR_LOW, lora_findings
 from labhelpers.models import has_random_weights
 from labhelpers.sanity.postflight import skipped_for_random_weights
 from labhelpers.sanity.report import Finding, SanityReport
@@ -364,9 +364,13 @@ def hyperparameter_findings(lr: float, warmup: float, is_lora: bool, n_params: i
     ['fail', 'warn', 'pass', 'pass']
     >>> [f.status for f in hyperparameter_findings(1e-3, 0.1, True, 135_000_000, 8, 16, -1, 1)][2]
     'fail'
+    >>> hyperparameter_findings(7e-5, 0.1, True, 135_000_000, 500, 16, -1, 1)[0].status  # lora_findings agrees
+    'warn'
     """
     big = n_params > 1_000_000_000
-    warn_at, fail_at, low = ((3e-3, 1e-2, 5e-5) if is_lora else (1e-4, 5e-4, 1e-6) if big else (3e-4, 1e-3, 1e-6))
+    # LoRA's band is the one labhelpers.lora measured and lora_findings uses: one table, no second opinion
+    warn_at, fail_at, low = ((LORA_LR_HIGH, LORA_LR_FAIL, LORA_LR_LOW) if is_lora else (1e-4, 5e-4, 1e-6) if big
+                             else (3e-4, 1e-3, 1e-6))
     kind = "LoRA" if is_lora else f"full fine-tune of a {n_params / 1e6:.0f}M model"
     out = []
     if lr > fail_at:
