@@ -1,6 +1,8 @@
 """The machinery every lesson's TODO checks share: the error a check raises (:class:`TodoCheckError`), its success
 line (:func:`passed`), :func:`require`, the :func:`student_code` decorator that names an unfilled TODO before any
-diagnosis, and the :func:`require_todo` guard the student copies call in cells that depend on a TODO.
+diagnosis, :func:`call_student` (an error raised inside the student's code becomes one named failure with its line and
+a fix), and the :func:`require_todo` guard the student copies call in cells that depend on a TODO. In Jupyter every
+:class:`TodoCheckError` shows as its message alone (the mistake and its fix), without a traceback.
 
 The checks themselves live one module per notebook next to this one (``nb05_packing.py`` holds notebook 05's).
 """
@@ -9,10 +11,18 @@ from __future__ import annotations
 
 
 class TodoCheckError(AssertionError):
-    """A TODO cell's result is wrong; the message names what is wrong and the fix."""
+    """A TODO cell's result is wrong; the message names what is wrong and the fix. Jupyter shows only the message
+    (no traceback: the lines inside the check would say nothing about the student's code).
+
+    >>> TodoCheckError("your labels train the user turn. Fix: set them to -100")._render_traceback_()
+    ['TodoCheckError: your labels train the user turn. Fix: set them to -100']
+    """
 
     # Students see this name in tracebacks (and the doctests show it): the path they import it from, not this module's.
     __module__ = "labhelpers.checks"
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows these lines instead of the traceback
+        return [f"{type(self).__name__}: {self}"]
 
 
 def passed(message: str) -> None:
@@ -103,13 +113,55 @@ def student_code(*params: str):
     return decorate
 
 
+def _student_line(err: BaseException) -> str:
+    """Where ``err`` left the student's own code: ``" (your line 3: `x = y[0]`)"``, or ``""`` when no frame of the
+    traceback is the student's (every frame in a library, in ``labhelpers`` or in Python itself)."""
+    import os
+    import sysconfig
+    import traceback
+
+    own = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # labhelpers/
+    libraries = {os.path.abspath(p) for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
+                                              sysconfig.get_paths()["platlib"])}
+    line = ""
+    for frame in traceback.extract_tb(err.__traceback__):
+        path = os.path.abspath(frame.filename)
+        if (path.startswith(own + os.sep) or any(path.startswith(lib + os.sep) for lib in libraries)
+                or "site-packages" in path or "dist-packages" in path):
+            continue
+        code = (frame.line or "").strip()
+        line = f" (your line {frame.lineno}" + (f": `{code[:100]}`)" if code else ")")
+    return line
+
+
+def call_student(fn, *args, name: str, hints: tuple[tuple[str, str], ...] = (), **kwargs):
+    """``fn(*args, **kwargs)``, with any error it raises turned into one :class:`TodoCheckError` that names the call,
+    the error, the student's line and a fix: the first of ``hints`` (substring of ``"Type: message"``, fix) that
+    matches, else "run the call in a cell of its own". A :class:`TodoCheckError` (an unfilled TODO) passes through.
+
+    >>> def first_word(text):
+    ...     return text.split()[0]
+    >>> call_student(first_word, "", name="first_word", hints=(("IndexError", "return '' for an empty text"),))
+    Traceback (most recent call last):
+    ...
+    labhelpers.checks.TodoCheckError: first_word raised IndexError: list index out of range (your line 2: `return text.split()[0]`). Fix: return '' for an empty text
+    """
+    try:
+        return fn(*args, **kwargs)
+    except TodoCheckError:
+        raise
+    except Exception as err:  # noqa: BLE001  (whatever the student's code raises is named, not shown as a traceback)
+        said = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}".rstrip(": ")
+        fix = next((fix for pattern, fix in hints if pattern in f"{type(err).__name__}: {err}"),
+                   f"run {name}(...) in a cell of its own to see the whole traceback, fix that line, then this check")
+        raise TodoCheckError(f"{name} raised {said[:300]}{_student_line(err)}. Fix: {fix}") from None
+
+
 class TodoNotDoneError(TodoCheckError):
-    """A cell that needs a TODO ran before the TODO was done; shown as one line in Jupyter (no traceback)."""
+    """A cell that needs a TODO ran before the TODO was done; shown as one line in Jupyter (no traceback), as every
+    :class:`TodoCheckError`."""
 
     __module__ = "labhelpers.checks"  # as for TodoCheckError: the public path in tracebacks
-
-    def _render_traceback_(self) -> list[str]:  # IPython shows these lines instead of the traceback
-        return [f"{type(self).__name__}: {self}"]
 
 
 def _holds_todo_stub(value: object) -> bool:

@@ -15,18 +15,46 @@ if TYPE_CHECKING:
 # Why notebook 06's run needs each setting beyond the recipe's sizes (the values live in REFERENCE_RUN_SETTINGS
 # and the recipe, so the check, the reference run and the sanity protocol cannot disagree).
 WHY_SETTING: dict[str, str] = {
+    "fp16": "train in the recipe's precision for this hardware (recipe.fp16)",
+    "bf16": "train in the recipe's precision for this hardware (recipe.bf16; TRL's SFTConfig turns bf16 on whenever "
+            "fp16 is off, so leaving it out is not False)",
+    "use_cpu": "run where the recipe runs (recipe.use_cpu)",
     "assistant_only_loss": "train on the assistant replies only (notebook 04)",
     "packing": "pack rows only where a variable-length attention kernel makes it pay (notebook 05; recipe.packing)",
     "train_sampling_strategy": "batch rows of similar length where packing does not pay (recipe.train_sampling_strategy)",
     "load_best_model_at_end": "keep the checkpoint with the lowest eval loss",
     "eval_on_start": "evaluate the untouched model first, so the eval curve starts at the base model's loss",
-    "metric_for_best_model": "judge 'best' by the eval loss",
-    "greater_is_better": "a lower eval loss is better",
+    "metric_for_best_model": "judge 'best' by the eval loss ('loss' is the same: the Trainer adds the eval_ prefix)",
+    "greater_is_better": "say that a lower eval loss is better",
     "save_total_limit": "keep the best and the newest checkpoint, not every one",
-    "logging_nan_inf_filter": "the default replaces a NaN loss by a running average, hiding it",
+    "logging_nan_inf_filter": "see a NaN loss (the default replaces it by a running average, hiding it)",
     "eval_strategy": "evaluate every eval_steps steps",
     "save_strategy": "save every save_steps steps",
 }
+
+# Settings the TODO gives from recipe.sizes that a student may tune on purpose: another value than the recipe's is a
+# note (what it changes), not a failure; the value SFTConfig has when the field is left out is a failure (forgotten).
+# field -> (where the TODO takes it from, what another value changes)
+TUNABLE: dict[str, tuple[str, str]] = {
+    "max_length": ("sizes.max_length", "the rows were filtered to fit sizes.max_length: a shorter limit cuts the end "
+                   "of long replies, their stop token included; a longer one only costs memory"),
+    "per_device_train_batch_size": ("sizes.per_device_train_batch_size", "the effective batch sets how far each step "
+                                    "moves and how many steps the rows make; memory grows with the batch"),
+    "per_device_eval_batch_size": ("sizes.per_device_eval_batch_size", "only evaluation's memory and speed change"),
+    "gradient_accumulation_steps": ("sizes.gradient_accumulation_steps", "the effective batch sets how far each step "
+                                    "moves and how many steps the rows make"),
+    "learning_rate": ("sizes.learning_rate", "the notebook's numbers were measured at the recipe's rate; the sanity "
+                      "preflight below judges yours"),
+    "lr_scheduler_type": ("sizes.lr_scheduler_type", "the learning rate takes another shape over the run (notebook 08)"),
+    "num_train_epochs": ("sizes.num_train_epochs", "the run gets longer or shorter, and so does its cost"),
+    "max_steps": ("sizes.max_steps", "the run gets longer or shorter, and so does its cost"),
+    "warmup_steps": ("sizes.warmup_ratio", "another number of first steps ramps the learning rate up"),
+    "eval_steps": ("sizes.eval_steps", "the eval curve gets another number of points, and evaluation another cost"),
+    "save_steps": ("sizes.save_steps", "other checkpoints exist to resume from and to pick the best from"),
+    "logging_steps": ("sizes.logging_steps", "the training-loss curve gets another number of points"),
+    "save_total_limit": ("2", "another number of checkpoints stays on disk (each is ~0.5-1.6 GB)"),
+}
+UNCOMPARED = {"report_to", "seed"}  # either value is fine: tensorboard or none; the seed is 42 by default
 
 
 def _config_value(config: object, name: str) -> object:
@@ -34,31 +62,119 @@ def _config_value(config: object, name: str) -> object:
     return value.value if hasattr(value, "value") else value
 
 
-def check_sft_config(config: object, recipe: Recipe) -> None:
-    """Compare the student's ``SFTConfig`` with notebook 06's run (``recipe.reference_config``), field by field."""
+def _same(have: object, want: object) -> bool:
+    if isinstance(have, bool) or isinstance(want, bool):
+        return have is want or have == want and type(have) is type(want)
+    if isinstance(have, (int, float)) and isinstance(want, (int, float)):
+        return abs(have - want) <= 1e-12 * max(1.0, abs(want))
+    return have == want
+
+
+def _steps_of(value: object, total: int) -> int | None:
+    """A ``*_steps`` value as a step count in a run of ``total`` steps (a float below 1 is a share, rounded up)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or total <= 0:
+        return None
+    return math.ceil(total * value) if value < 1 else int(value)
+
+
+def _left_out(config: object, name: str, have: object) -> bool:
+    """True when ``have`` is what SFTConfig gives ``name`` when it is not passed (so most likely forgotten)."""
+    import dataclasses
+
     from trl import SFTConfig
 
+    default = {f.name: f.default for f in dataclasses.fields(SFTConfig)}.get(name, dataclasses.MISSING)
+    if name == "eval_steps" and default is None:  # unset, the Trainer evaluates every logging_steps steps
+        return _same(have, _config_value(config, "logging_steps"))
+    if default is dataclasses.MISSING:
+        return False
+    return _same(have, default.value if hasattr(default, "value") else default)
+
+
+def _as_trainer_reads(config: object, name: str, value: object) -> object:
+    """``value`` of field ``name`` as the Trainer uses it: it reads metric_for_best_model "loss" as "eval_loss" (it adds
+    the eval_ prefix) and judges by the loss when none is set; greater_is_better unset means lower is better for a loss.
+
+    >>> from types import SimpleNamespace
+    >>> _as_trainer_reads(SimpleNamespace(), "metric_for_best_model", "loss"), _as_trainer_reads(
+    ...     SimpleNamespace(metric_for_best_model=None), "greater_is_better", None)
+    ('eval_loss', False)
+    """
+    if name == "metric_for_best_model":
+        value = value or "loss"
+        return value if value.startswith("eval_") else f"eval_{value}"
+    if name == "greater_is_better" and value is None:
+        metric = _as_trainer_reads(config, "metric_for_best_model", getattr(config, "metric_for_best_model", None))
+        return not metric.endswith("loss")
+    return value
+
+
+def _sft_config_findings(config: object, recipe: Recipe) -> tuple[list[str], list[str]]:
+    """(problems, notes) of the student's SFTConfig against notebook 06's run."""
     from labhelpers.hardware import REFERENCE_RUN_SETTINGS
+
+    reference = recipe.reference_config(config.output_dir)
+    total = _config_value(config, "max_steps")
+    run_steps = total if total > 0 and total == _config_value(reference, "max_steps") else 0
+    problems, notes = [], []
+    for name in {**recipe.sft_config_kwargs(), **REFERENCE_RUN_SETTINGS}:
+        if name in UNCOMPARED:
+            continue
+        have, want = _config_value(config, name), _config_value(reference, name)
+        if _same(_as_trainer_reads(config, name, have), _as_trainer_reads(reference, name, want)):
+            continue
+        if name == "num_train_epochs" and total > 0:
+            continue  # max_steps ends the run first: the epochs do not matter
+        if name in TUNABLE:
+            source, effect = TUNABLE[name]
+            if run_steps and name.endswith("_steps") and name not in ("max_steps", "gradient_accumulation_steps") \
+                    and _steps_of(have, run_steps) == _steps_of(want, run_steps):
+                continue  # a share and a step count that come to the same steps
+            if _left_out(config, name, have):
+                unset = (f"not set, so the Trainer evaluates every logging_steps ({have!r}) steps"
+                         if name == "eval_steps" else f"{have!r}, SFTConfig's default (left out?)")
+                problems.append(f"{name} is {unset}; set {name}={source}" + ("" if source == repr(want) else
+                                                                                  f" ({want!r})"))
+            else:
+                notes.append(f"{name} is {have!r}, the recipe's is {want!r} ({source}): kept as your choice ({effect})")
+            continue
+        if name == "activation_checkpointing":  # not in the TODO's list; TRL turns it on by default
+            notes.append(
+                f"activation_checkpointing is {have!r} (TRL's SFTConfig turns it on unless told otherwise), the recipe "
+                f"says {want!r}: " + ("it recomputes activations in the backward, ~20% more time per step, which this "
+                                      "recipe's memory does not need" if have else
+                                      "this recipe needs the memory it saves (the run may run out of memory)")
+                + ". Add activation_checkpointing=sizes.gradient_checkpointing to follow the recipe (it also silences "
+                "the FutureWarning about gradient_checkpointing, the field's old name)")
+            continue
+        why = WHY_SETTING.get(name)
+        if why is None:  # a setting the TODO does not ask for: say what the recipe would use, fail nothing
+            notes.append(f"{name} is {have!r}, the recipe's run uses {want!r}")
+            continue
+        shown = "'eval_loss'" if name == "metric_for_best_model" else repr(want)
+        problems.append(f"{name} is {have!r}; set {name}={shown}, to {why}")
+    return sorted(problems), notes
+
+
+def check_sft_config(config: object, recipe: Recipe) -> None:
+    """Compare the student's ``SFTConfig`` with notebook 06's run (``recipe.reference_config``), on the fields the TODO
+    lists. A setting the run needs (precision, what is trained, batching, evaluation and best model) must match; a size
+    the recipe suggests (learning rate, lengths, batch, steps) may be the student's own choice, which is noted, unless
+    it is SFTConfig's default (left out); a setting the TODO does not list (``activation_checkpointing``) only gets a
+    note.
+    """
+    from trl import SFTConfig
 
     require(isinstance(config, SFTConfig), f"config is a {type(config).__name__}, not an SFTConfig",
             "build it with SFTConfig(output_dir=..., ...)")
-    reference = recipe.reference_config(config.output_dir)
-    problems = []
-    for name in {**recipe.sft_config_kwargs(), **REFERENCE_RUN_SETTINGS}:
-        if name in {"report_to", "seed"}:
-            continue
-        have, want = _config_value(config, name), _config_value(reference, name)
-        if have == want or (isinstance(want, float) and isinstance(have, float) and abs(have - want) < 1e-12):
-            continue
-        why = WHY_SETTING.get(name)
-        problems.append(f"{name} is {have!r}; set {name}={want!r} to {why}" if why else
-                        f"{name} is {have!r}, the recipe says {want!r}")
-    require(not problems, "your SFTConfig differs from what this run needs:\n  - " + "\n  - ".join(sorted(problems)),
+    problems, notes = _sft_config_findings(config, recipe)
+    require(not problems, "your SFTConfig differs from what this run needs:\n  - " + "\n  - ".join(problems),
             "change those fields and re-run the cell")
     batching = "packing" if config.packing else f"{config.train_sampling_strategy} batches"
-    passed(f"SFTConfig matches the {recipe.profile} recipe: max_length {config.max_length}, "
-           f"lr {config.learning_rate}, effective batch {recipe.plan().effective_batch_size}, assistant-only loss, "
-           f"{batching}")
+    effective = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    passed(f"SFTConfig fits the {recipe.profile} recipe's run: max_length {config.max_length}, "
+           f"lr {config.learning_rate}, effective batch {effective}, assistant-only loss, {batching}"
+           + ("".join(f"\n  note: {n}" for n in notes)))
 
 
 def predict_run_cases() -> list[tuple[dict, int]]:
