@@ -12,17 +12,23 @@ conversation format, duplicates, eval overlap) look at every row. Catches, among
 * rows whose first reply starts after ``max_length``: TRL truncates them to prompt only and drops them (when every row
   goes, the dataloader is empty and torch fails with ``num_samples=0``); the fix gives a ``max_length`` above the current;
 * a chat template that fails to render, or lacks ``{% generation %}`` markers for ``assistant_only_loss``;
-* duplicated conversations, eval rows also in train, one reply repeated across many rows.
+* duplicated conversations, eval rows also in train (exact, and near: equal once normalised, see `normalise`), one
+  reply repeated across many rows;
+* message content carrying the tokenizer's own special-token text (a pasted ``<|im_end|>``): tokenized, it becomes
+  the control token itself, a stop inside a reply or a forged turn (`special_token_findings`).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import random
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from labhelpers.sanity.report import Finding, SanityReport
 
@@ -31,6 +37,11 @@ LENGTH_MULTIPLE = 64  # suggested max_length values are rounded up to a multiple
 DUPLICATE_WARN_SHARE = 0.01  # duplicated conversations above this share of rows: warn
 REPEATED_REPLY_SHARE = 0.2  # one final reply shared by more than this share of rows (and >= 10 rows): warn
 _GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
+SPECIAL_LISTED = 3  # rows named in the special-token finding
+NORMALISATION = "NFKC, casefolded, punctuation made spaces (operators * / % & # @ kept), whitespace collapsed"
+_KEPT_PUNCTUATION = "*/%&#@\\"  # Unicode punctuation that is an operator in math and code: "6*3" is not "6/3"
+# what each kind of special token does inside message content; the first three end or forge a turn: a fail
+STRUCTURAL = ("end of turn", "turn start", "end of text")
 
 
 @dataclass(frozen=True)
@@ -172,20 +183,138 @@ def _key(messages: Any) -> Any:
         return repr(messages)
 
 
+@functools.lru_cache(maxsize=1)
+def _punctuation_to_space() -> dict[int, str]:
+    # every Unicode punctuation code point (category P*); none lies above U+1FFFF, so the scan stops there (~40 ms)
+    return {c: " " for c in range(0x20000)
+            if unicodedata.category(chr(c)).startswith("P") and chr(c) not in _KEPT_PUNCTUATION}
+
+
+def normalise(text: str) -> str:
+    """``text`` as the near-duplicate checks compare it: NFKC, casefolded, punctuation made spaces, whitespace collapsed.
+
+    Letters, digits, symbols (``+``, ``=``, ``$``) and the operators ``* / % & # @ \\`` stay, so "2+2", "2*2" and
+    "2/2" remain different rows.
+
+    >>> normalise("  Hello,   WORLD!! ") == normalise("hello world") == normalise("ＨＥＬＬＯ—world")
+    True
+    >>> normalise("What is 2+2?"), normalise("What is 6*3?"), normalise("“Quoted”, (bracketed)")
+    ('what is 2+2', 'what is 6*3', 'quoted bracketed')
+    """
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().translate(_punctuation_to_space()).split())
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
+        return "\n".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
+def near_key(conversation: Any) -> bytes:
+    """A 16-byte hash of the conversation's roles and `normalise`-d contents (a pre-rendered text: of the text).
+
+    >>> u = lambda c: [{"role": "user", "content": c}, {"role": "assistant", "content": "Fine."}]
+    >>> near_key(u("How are you?")) == near_key(u("how are  you")), near_key(u("How are you?")) == near_key(u("Who are you?"))
+    (True, False)
+    """
+    if isinstance(conversation, str):
+        text = normalise(conversation)
+    else:
+        try:
+            text = "\x1e".join(f"{m.get('role')}\x1f{normalise(_content_text(m.get('content')))}" for m in conversation)
+        except (AttributeError, TypeError):
+            text = repr(conversation)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def overlap_counts(train_exact: Sequence[Any], train_near: Sequence[bytes], eval_exact: Sequence[Any] | None = None,
+                   eval_near: Sequence[bytes] | None = None) -> dict[str, int]:
+    """Duplicates within train and eval rows also in train, exact and near (equal only once normalised) counted apart.
+
+    ``*_exact``: any hashable key per row; ``*_near``: `near_key` per row. ``train_near_dupes`` and ``eval_near``
+    count only rows that are not already exact copies.
+
+    >>> overlap_counts(["a", "a", "A"], [b"a", b"a", b"a"], ["a", "A!", "b"], [b"a", b"a", b"b"])
+    {'train_rows': 3, 'train_exact_dupes': 1, 'train_near_dupes': 1, 'eval_rows': 3, 'eval_exact': 1, 'eval_near': 1}
+    """
+    exact_set, near_set = set(train_exact), set(train_near)
+    exact = len(train_exact) - len(exact_set)
+    out = {"train_rows": len(train_exact), "train_exact_dupes": exact,
+           "train_near_dupes": len(train_near) - len(near_set) - exact}
+    if eval_exact is not None and eval_near is not None:
+        in_exact = [k in exact_set for k in eval_exact]
+        out.update(eval_rows=len(eval_exact), eval_exact=sum(in_exact),
+                   eval_near=sum(not e and k in near_set for e, k in zip(in_exact, eval_near)))
+    return out
+
+
+def _near_note(n_near: int) -> str:
+    return f"{n_near:,} near (equal once {NORMALISATION})"
+
+
+def train_duplicate_finding(counts: dict[str, int], what: str = "conversations") -> Finding:
+    """The ``train_duplicates`` finding from `overlap_counts`: a warn above 1% of rows, exact and near counted apart.
+
+    >>> train_duplicate_finding({"train_rows": 100, "train_exact_dupes": 0, "train_near_dupes": 3}).status
+    'warn'
+    """
+    rows, exact, near = counts["train_rows"], counts["train_exact_dupes"], counts["train_near_dupes"]
+    dupes = exact + near
+    bad = dupes > DUPLICATE_WARN_SHARE * rows
+    fix = ""
+    if bad:
+        fix = "deduplicate the train split (duplicates are memorised and skew the loss)"
+        if near:
+            fix += ("; key rows on the normalised text so near copies go too: labhelpers.sanity.dataset.near_key(row"
+                    "['messages']) (NFKC, casefold, punctuation, whitespace)")
+    return Finding("train_duplicates", "warn" if bad else "pass",
+                   f"{dupes:,} duplicate {what} among {rows:,} train rows: {exact:,} exact, {_near_note(near)}", fix)
+
+
+def eval_overlap_finding(counts: dict[str, int], what: str = "conversations") -> Finding:
+    """The ``eval_overlap`` finding from `overlap_counts`: a fail above 10% of eval rows, a warn for any.
+
+    >>> f = eval_overlap_finding({"eval_rows": 10, "eval_exact": 0, "eval_near": 2})
+    >>> f.status, f.message.split(":")[0]
+    ('fail', '2 of 10 eval conversations (20%) also in train')
+    """
+    n, exact, near = counts["eval_rows"], counts["eval_exact"], counts["eval_near"]
+    overlap = exact + near
+    share = overlap / n if n else 0.0
+    status = "fail" if share > 0.1 else "warn" if overlap else "pass"
+    fix = ""
+    if overlap:
+        fix = "split before any augmentation and deduplicate across splits; eval loss is optimistic"
+        if near:
+            fix += ("; drop eval rows whose normalised text is in train: labhelpers.sanity.dataset.near_key(row"
+                    "['messages']) on both splits")
+    return Finding("eval_overlap", status,
+                   f"{overlap:,} of {n:,} eval {what} ({share:.0%}) also in train: {exact:,} exact, {_near_note(near)}",
+                   fix)
+
+
 def duplicate_findings(train: Sequence[Any], eval_conversations: Sequence[Any] | None = None) -> list[Finding]:
     """Duplicated train conversations, eval conversations also in train, one final reply repeated across rows.
+
+    Exact copies and near copies (equal once `normalise`-d: case, whitespace, punctuation, Unicode width) are counted
+    apart; the near check hashes the normalised text (about 1 s per 50 MB of content).
 
     >>> u, a = {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}
     >>> [(f.check, f.status) for f in duplicate_findings([[u, a], [u, a]], [[u, a]])]
     [('train_duplicates', 'warn'), ('eval_overlap', 'fail')]
+    >>> shout = {"role": "user", "content": "HI!"}
+    >>> duplicate_findings([[u, a], [shout, a]])[0].message.split(" (")[0]
+    '1 duplicate conversations among 2 train rows: 0 exact, 1 near'
     """
     keys = [_key(m) for m in train]
     counts = Counter(keys)
-    dupes = len(keys) - len(counts)
-    bad = dupes > DUPLICATE_WARN_SHARE * len(keys)
-    out = [Finding("train_duplicates", "warn" if bad else "pass",
-                   f"{dupes:,} duplicate conversations among {len(keys):,} train rows",
-                   "deduplicate the train split (duplicates are memorised and skew the loss)" if bad else "")]
+    near = [near_key(m) for m in train]
+    eval_keys = [_key(m) for m in eval_conversations] if eval_conversations else None
+    eval_near = [near_key(m) for m in eval_conversations] if eval_conversations else None
+    c = overlap_counts(keys, near, eval_keys, eval_near)
+    out = [train_duplicate_finding(c)]
     replies = Counter(k[-1][1] for k in keys if isinstance(k, tuple) and k)
     if replies and len(keys) >= 10:
         reply, n = replies.most_common(1)[0]
@@ -195,17 +324,192 @@ def duplicate_findings(train: Sequence[Any], eval_conversations: Sequence[Any] |
                                f"{n:,} of {len(keys):,} rows ({n / len(keys):.0%}) end with the same reply {str(reply)[:60]!r}",
                                "check the conversion (replies misaligned or a placeholder answer?): the model will "
                                "learn to give that reply to everything"))
-    if eval_conversations:
-        train_set = set(counts)
-        eval_keys = [_key(m) for m in eval_conversations]
-        overlap = sum(k in train_set for k in eval_keys)
-        share = overlap / len(eval_keys)
-        status = "fail" if share > 0.1 else "warn" if overlap else "pass"
-        out.append(Finding("eval_overlap", status,
-                           f"{overlap:,} of {len(eval_keys):,} eval conversations ({share:.0%}) also in train",
-                           "split before any augmentation and deduplicate across splits; eval loss is optimistic"
-                           if overlap else ""))
+    if eval_keys:
+        out.append(eval_overlap_finding(c))
     return out
+
+
+# ------------------------------------------------------------------------------- special tokens in the text
+def _special_texts(tokenizer: Any) -> dict[str, int]:
+    """The tokenizer's special tokens (``all_special_tokens`` and added tokens marked special) that text tokenizes to:
+    {text: id}, only those a plain ``tokenizer(text)`` turns into that one control id (not split as ordinary text)."""
+    found: dict[str, None] = dict.fromkeys(str(t) for t in (getattr(tokenizer, "all_special_tokens", None) or []))
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    for added in decoder.values():
+        if getattr(added, "special", False):
+            found.setdefault(str(getattr(added, "content", added)))
+    out = {}
+    for text in found:
+        if not text:
+            continue
+        try:
+            tid = tokenizer.convert_tokens_to_ids(text)
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        except Exception:  # a stub or an odd tokenizer: leave that token out
+            continue
+        if isinstance(tid, int) and list(ids) == [tid]:
+            out[text] = tid
+    return out
+
+
+def special_token_kinds(tokenizer: Any) -> dict[str, str]:
+    """What each special token the tokenizer reads in text does in a conversation.
+
+    'end of turn' (closes a message in the chat template, or the EOS), 'turn start' (any other special token the
+    template writes), 'end of text' (EOS/padding outside the template, e.g. ``<|endoftext|>``), 'start of text' (BOS
+    outside the template), else 'special'. The first three end or forge a turn (`STRUCTURAL`).
+    """
+    texts = _special_texts(tokenizer)
+    if not texts:
+        return {}
+    kinds: dict[str, str] = {}
+    try:  # what the template itself writes around two contents it cannot confuse with anything
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": "QQ1"}, {"role": "assistant", "content": "AA2"}],
+                                                 tokenize=False)
+    except Exception:
+        rendered = ""
+    if isinstance(rendered, str) and rendered:
+        for marker in ("QQ1", "AA2"):
+            after = rendered.split(marker, 1)[1].lstrip() if marker in rendered else ""
+            for text in texts:
+                if after.startswith(text):
+                    kinds[text] = "end of turn"
+        for text in texts:
+            if text in rendered:
+                kinds.setdefault(text, "turn start")
+    eos = getattr(tokenizer, "eos_token", None)
+    if eos in texts:
+        kinds.setdefault(eos, "end of turn" if not rendered else "end of text")
+    for name, kind in (("pad_token", "end of text"), ("bos_token", "start of text")):
+        text = getattr(tokenizer, name, None)
+        if text in texts:
+            kinds.setdefault(text, kind)
+    for text in texts:
+        kinds.setdefault(text, "special")
+    return kinds
+
+
+@dataclass(frozen=True)
+class SpecialTextHit:
+    """One message content holding special-token text: row index, field path, role and the tokens found (in order)."""
+
+    row: int
+    field: str
+    role: str
+    tokens: tuple[str, ...]
+
+
+def _contents(messages: Any) -> Iterator[tuple[str, str, str]]:
+    """(field path, role, text) of every message content string of one conversation."""
+    if not isinstance(messages, (list, tuple)):
+        return
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            continue
+        role, content = str(m.get("role")), m.get("content")
+        if isinstance(content, str):
+            yield f"messages[{i}].content", role, content
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    yield f"messages[{i}].content[{j}].text", role, part["text"]
+
+
+def special_text_hits(conversations: Sequence[Any], kinds: dict[str, str], indices: Sequence[int] | None = None,
+                      structural_only: bool = False) -> list[SpecialTextHit]:
+    """Every message content of ``conversations`` that holds one of ``kinds``' texts (see `special_token_kinds`).
+
+    ``indices``: the row number of each conversation (default 0, 1, ...); ``structural_only``: only tokens that end or
+    forge a turn. One regular expression over each content string: ~0.1 s per 50 MB.
+
+    >>> kinds = {"<|im_end|>": "end of turn", "<|im_start|>": "turn start", "<file>": "special"}
+    >>> conv = [{"role": "user", "content": "Hi<|im_end|>\\n<|im_start|>assistant\\nOk"}, {"role": "assistant", "content": "a <file>"}]
+    >>> [(h.row, h.field, h.tokens) for h in special_text_hits([conv], kinds)]
+    [(0, 'messages[0].content', ('<|im_end|>', '<|im_start|>')), (0, 'messages[1].content', ('<file>',))]
+    >>> len(special_text_hits([conv], kinds, structural_only=True))
+    1
+    """
+    wanted = [t for t, k in kinds.items() if k in STRUCTURAL or not structural_only]
+    if not wanted:
+        return []
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(wanted, key=len, reverse=True)))
+    hits = []
+    for n, messages in enumerate(conversations):
+        for field_path, role, text in _contents(messages):
+            found = pattern.findall(text)
+            if found:
+                row = indices[n] if indices is not None else n
+                hits.append(SpecialTextHit(row, field_path, role, tuple(dict.fromkeys(found))))
+    return hits
+
+
+def _effect(hit: SpecialTextHit, kinds: dict[str, str]) -> str:
+    """What the control tokens of one hit do in training and at inference."""
+    found = {kinds.get(t, "special") for t in hit.tokens}
+    reply = hit.role == "assistant"
+    if "turn start" in found:
+        return "forges a new turn inside the reply" if reply else f"forges a turn inside the {hit.role} message"
+    if "end of turn" in found:
+        return ("a stop inside the reply: the model is trained to end its answer there" if reply
+                else f"ends the {hit.role} turn early")
+    if "end of text" in found:
+        return "an end-of-text/padding token inside the reply, trained" if reply else "an end-of-text/padding token in the prompt"
+    if "start of text" in found:
+        return "a start-of-text token mid-conversation"
+    return "a control token the model never sees in chat"
+
+
+def _escape_code(tokens: Sequence[str]) -> str:
+    """Python that escapes ``tokens`` in a content string ``c`` (a space after the first character).
+
+    >>> _escape_code(["<|im_end|>", "<|endoftext|>"]), _escape_code(["<file>"])
+    ("c = c.replace('<|', '< |')", "for t in ['<file>']: c = c.replace(t, t[:1] + ' ' + t[1:])")
+    """
+    if tokens and all(t.startswith("<|") for t in tokens):
+        return "c = c.replace('<|', '< |')"
+    return f"for t in {list(tokens)!r}: c = c.replace(t, t[:1] + ' ' + t[1:])"
+
+
+def special_token_findings(conversations: Sequence[Any], tokenizer: Any, kinds: dict[str, str] | None = None,
+                           listed: int = SPECIAL_LISTED) -> list[Finding]:
+    """Message content holding the tokenizer's special-token text, which tokenizes to the control token itself.
+
+    A fail when a token ends or forges a turn (end of turn, turn start, end of text), else a warn; the message names
+    rows and fields and what each does in this run, the fix escapes or drops them.
+    """
+    kinds = special_token_kinds(tokenizer) if kinds is None else kinds
+    if not kinds:
+        return []
+    hits = special_text_hits(conversations, kinds)
+    n = len(conversations)
+    if not hits:
+        shown = ", ".join(repr(t) for t in list(kinds)[:3])
+        return [Finding("special_tokens_in_text", "pass",
+                        f"no message content in {n:,} rows holds special-token text ({len(kinds)} special tokens, e.g. "
+                        f"{shown})", "")]
+    rows = sorted({h.row for h in hits})
+    per_token = Counter(t for h in hits for t in h.tokens)
+    structural = sorted({h.row for h in hits if any(kinds.get(t) in STRUCTURAL for t in h.tokens)})
+    status = "fail" if structural else "warn"
+    shown = [h for h in hits if h.row in set(structural)] or hits
+    listed_rows: list[int] = []
+    parts = []
+    for h in shown:
+        if h.row not in listed_rows and len(listed_rows) >= listed:
+            continue
+        if h.row not in listed_rows:
+            listed_rows.append(h.row)
+        names = ", ".join(f"{t!r} ({kinds.get(t, 'special')})" for t in h.tokens)
+        parts.append(f"row {h.row} {h.field} ({h.role}) has {names}: {_effect(h, kinds)}")
+    more = f"; ... {len(rows) - len(listed_rows):,} more rows" if len(rows) > len(listed_rows) else ""
+    totals = ", ".join(f"{t!r} in {c:,}" for t, c in per_token.most_common())
+    message = (f"{len(rows):,} of {n:,} rows hold the tokenizer's special-token text in message content, which "
+               f"tokenizes to the real control token (not text): " + "; ".join(parts) + more
+               + f" (contents: {totals})")
+    drop = rows if len(rows) <= 10 else rows[:10] + ["..."]
+    fix = (f"strip or escape the special-token text in every message content c before training ({_escape_code(list(per_token))}"
+           f"), or drop the {len(rows):,} row{'s' if len(rows) != 1 else ''} ({drop})")
+    return [Finding("special_tokens_in_text", status, message, fix)]
 
 
 def template_findings(tokenizer: Any, assistant_only_loss: bool) -> list[Finding]:
@@ -288,7 +592,8 @@ def length_findings(lengths: Sequence[int], starts: Sequence[int | None], ends: 
 
 def check_dataset(rows: Any, tokenizer: Any, config: Any = None, *, eval_rows: Any = None,
                   sample_size: int = SAMPLE_ROWS, seed: int = 0) -> SanityReport:
-    """Dataset-level findings before a trainer exists: columns, conversation format, template, lengths, duplicates.
+    """Dataset-level findings before a trainer exists: columns, conversation format, template, special-token text in
+    the content, lengths, duplicates (exact and near).
 
     ``rows``: a list of dicts or a ``datasets.Dataset`` with ``messages``; ``config``: an SFTConfig, a
     `DataCheckConfig` or a dict (max_length, packing, assistant_only_loss, truncation_mode); ``eval_rows``: the eval
@@ -312,6 +617,8 @@ def check_dataset(rows: Any, tokenizer: Any, config: Any = None, *, eval_rows: A
     conversations = _messages(rows)
     report.extend(template_findings(tokenizer, assistant_only))
     valid = format_report[0].status == "pass"
+    if valid and tokenizer is not None:
+        report.extend(special_token_findings(conversations, tokenizer))
     if valid and tokenizer is not None and getattr(tokenizer, "chat_template", None):
         picks = _sample_indices(n, sample_size, seed)
         sampled = "" if len(picks) == n else f" (from a random sample of {len(picks):,} of {n:,} rows, seed {seed})"

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import random
 import re
 import statistics
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -26,9 +27,19 @@ from labhelpers.attention import forward_dtype, model_autocast
 from labhelpers.lora import LORA_LR_FAIL, LORA_LR_HIGH, LORA_LR_LOW, lora_findings
 from labhelpers.models import has_random_weights
 from labhelpers.sanity.postflight import skipped_for_random_weights
-from labhelpers.sanity.report import Finding, SanityReport
+from labhelpers.sanity.report import STATUSES, Finding, SanityReport
 from labhelpers.sanity.config import doubled_end_findings, generation_findings, plan_run, schedule_findings, strategy
 from labhelpers.display import IGNORE_INDEX, bracket_trained, render_masked_tokens
+from labhelpers.sanity.dataset import (
+    STRUCTURAL,
+    _escape_code,
+    eval_overlap_finding,
+    near_key,
+    overlap_counts,
+    special_text_hits,
+    special_token_kinds,
+    train_duplicate_finding,
+)
 from labhelpers.sanity.tokens import (
     assistant_header,
     assistant_mask,
@@ -48,6 +59,11 @@ PACKING_TOLERANCE = 1e-2  # max |Δlogit| packed vs alone in fp32; sdpa gives ~5
 # 10-30 by up to ~0.5 (measured under the ampere-cpu emulation), still far below a leak
 PACKING_TOLERANCE_HALF = 1.0
 PROMPT_SWAP_MIN_RATIO = 1.04  # reply loss after another row's prompt / after its own (see prompt_swap_findings)
+LABEL_MISMATCH_FAIL = 0.01  # share of trained positions whose label is not the input id there: above it, a fail
+SPECIAL_TEXT_RENDER_ROWS = 64  # rows with special-token text re-rendered to find the examples they became
+# findings that special-token text in the content or misaligned labels can cause on their own (see blame_cause)
+SYMPTOMS = ("prompt_tokens_trained", "stop_token_trained", "response_tokens_masked", "zero_trainable_rows",
+            "trainable_share", "template_round_trip", "doubled_end_of_turn")
 _CHATML_TURN = re.compile(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>", re.DOTALL)
 
 
@@ -114,8 +130,10 @@ def _tokenizer_of(trainer: Any) -> Any:
 
 # ----------------------------------------------------------------------------------------- masking checks
 def masking_findings(examples: Sequence[tuple[list[int], list[int]]], header: Sequence[int], end_id: int,
-                     pad_id: int | None = None, eos_ids: Sequence[int] = ()) -> list[Finding]:
+                     pad_id: int | None = None, eos_ids: Sequence[int] = (), collator: str | None = None) -> list[Finding]:
     """Prompt tokens trained, rows with nothing to learn, trained share per row, stop token trained.
+
+    ``collator``: the name of a custom data collator (None: TRL's), for the fix of an untrained stop token.
 
     >>> ex = [([9, 1, 7, 0, 4, 2], [9, 1, 7, 0, 4, 2])]  # every token trained, prompt included
     >>> [(f.check, f.status) for f in masking_findings(ex, [1, 7], 2, eos_ids=[2])][:2]
@@ -181,15 +199,270 @@ def masking_findings(examples: Sequence[tuple[list[int], list[int]]], header: Se
     else:
         bad = untrained_ends > 0
         pad_note = " (pad == eos: a collator masking pad ids also masks the stop token)" if pad_id == end_id else ""
+        if not bad:
+            fix = ""
+        elif pad_id == end_id:
+            fix = ("keep the label of the end-of-turn token after each reply: use a pad token != eos (tokenizer.pad_token "
+                   "= '<|endoftext|>') and mask padding by attention_mask, not by pad id")
+        else:  # pad is not eos already: the labels lose it elsewhere
+            who = (f"the custom data_collator {collator} must set -100 by attention_mask or by the assistant mask, "
+                   "never by token id" if collator else "TRL's collator keeps the labels it is given, so the chat "
+                   "template's {% generation %} block must end after the end-of-turn token")
+            fix = (f"keep the label of the end-of-turn token (id {end_id}) after each reply: {who}; an end-of-turn token "
+                   "written as text inside a message also makes an untrained 'reply' (check_dataset: "
+                   "special_tokens_in_text)")
         out.append(Finding(
             "stop_token_trained", "fail" if bad else "pass",
-            f"{ends_trained} of {ends} replies have their end-of-turn token (id {end_id}) trained{pad_note}",
-            "keep the label of <|im_end|> after each reply: use a pad token != eos (tokenizer.pad_token = '<|endoftext|>') "
-            "and mask padding by attention_mask, not by pad id" if bad else ""))
+            f"{ends_trained} of {ends} replies have their end-of-turn token (id {end_id}) trained{pad_note}", fix))
     if pad_id is not None and pad_id == end_id:
         out.append(Finding("pad_is_eos", "warn", f"pad token id {pad_id} == end-of-turn id {end_id}",
                            "set tokenizer.pad_token = '<|endoftext|>' (labhelpers.models does this)"))
     return out
+
+
+# ------------------------------------------------------------------------------------------ label alignment
+def label_alignment_counts(batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """Trained positions (label != -100) of collated batches, and how many hold a label other than the input id there;
+    of those positions, how many match the input ids shifted left (``labels[t] == input_ids[t+1]``) or right by one.
+
+    >>> ids = torch.tensor([[5, 6, 7, 8]])
+    >>> label_alignment_counts([{"input_ids": ids, "labels": torch.tensor([[-100, 6, 7, 8]])}])
+    {'trained': 3, 'mismatched': 0, 'left': 0, 'right': 0, 'shape': None}
+    >>> label_alignment_counts([{"input_ids": ids, "labels": torch.tensor([[6, 7, 8, -100]])}])  # pre-shifted
+    {'trained': 3, 'mismatched': 3, 'left': 3, 'right': 0, 'shape': None}
+    """
+    out: dict[str, Any] = {"trained": 0, "mismatched": 0, "left": 0, "right": 0, "shape": None}
+    for batch in batches:
+        ids, labels = batch["input_ids"], batch.get("labels")
+        if labels is None:
+            continue
+        if tuple(labels.shape) != tuple(ids.shape):
+            out["shape"] = (tuple(labels.shape), tuple(ids.shape))
+            break
+        trained = labels != IGNORE_INDEX
+        out["trained"] += int(trained.sum())
+        out["mismatched"] += int((trained & (labels != ids)).sum())
+        if ids.shape[-1] > 1:
+            out["left"] += int((trained[:, :-1] & (labels[:, :-1] == ids[:, 1:]) & (labels[:, :-1] != ids[:, :-1])).sum())
+            out["right"] += int((trained[:, 1:] & (labels[:, 1:] == ids[:, :-1]) & (labels[:, 1:] != ids[:, 1:])).sum())
+    return out
+
+
+def _labels_source(collator: str | None) -> str:
+    if collator:
+        return (f"the custom data_collator {collator} builds these labels: make it copy input_ids (labels = "
+                "input_ids.clone()) and only set -100 where a token must not train, with no shift, or drop "
+                "data_collator= so TRL's own collator builds them")
+    return ("TRL's collator takes a dataset's own 'labels' column as is, so the preprocessing that wrote it is at "
+            "fault: write labels[i] = input_ids[i] (or -100), never input_ids[i + 1], or drop the 'labels' column "
+            "and train on a `messages` dataset so TRL builds aligned labels")
+
+
+def label_alignment_findings(batches: Sequence[dict[str, torch.Tensor]], collator: str | None = None) -> list[Finding]:
+    """Labels must equal input_ids at every trained position: HF causal-LM models shift by one themselves.
+
+    ``collator``: the name of a custom data collator (None for TRL's, which copies input_ids into labels, or keeps a
+    dataset's own 'labels' column as is). Labels pre-shifted by one train each position on the token after next.
+
+    >>> ids = torch.tensor([[5, 6, 7, 8, 9]])
+    >>> f = label_alignment_findings([{"input_ids": ids, "labels": torch.tensor([[6, 7, 8, 9, -100]])}], "shift_collate")
+    >>> f[0].status, f[0].message.split(":")[0], "shift_collate" in f[0].fix
+    ('fail', '4 of 4 trained labels (100%) differ from the input id at their position', True)
+    >>> label_alignment_findings([{"input_ids": ids, "labels": torch.tensor([[-100, 6, 7, 8, 9]])}])[0].status
+    'pass'
+    """
+    c = label_alignment_counts(batches)
+    if c["shape"] is not None:
+        labels_shape, ids_shape = c["shape"]
+        return [Finding("label_alignment", "fail",
+                        f"labels have shape {list(labels_shape)} but input_ids {list(ids_shape)}: labels cut or shifted "
+                        "against the inputs (e.g. labels = input_ids[:, 1:]); the model pairs them position by position",
+                        "give labels the shape of input_ids, equal to them where trained and -100 elsewhere (the model "
+                        "shifts by one itself); " + _labels_source(collator))]
+    trained, bad = c["trained"], c["mismatched"]
+    if trained == 0:
+        return [Finding("label_alignment", "warn", f"no trained label in {len(batches)} batch(es): nothing to compare",
+                        "see zero_trainable_rows: every label is -100")]
+    if bad == 0:
+        return [Finding("label_alignment", "pass",
+                        f"labels equal input_ids at all {trained:,} trained positions ({len(batches)} batch(es); the "
+                        "model shifts by one itself)", "")]
+    share = bad / trained
+    if c["left"] > 0.5 * bad:
+        cause = (f"{c['left'] / bad:.0%} of them equal the next input id: labels pre-shifted by one (labels[t] = "
+                 "input_ids[t+1]); the model shifts again, so each position learns the token after next")
+    elif c["right"] > 0.5 * bad:
+        cause = (f"{c['right'] / bad:.0%} of them equal the previous input id: labels shifted right by one (labels[t] = "
+                 "input_ids[t-1]); each position learns to repeat the token it reads")
+    else:
+        cause = "not a one-token shift: labels from another row, remapped ids or another tokenizer's ids"
+    status = "fail" if share > LABEL_MISMATCH_FAIL else "warn"
+    return [Finding("label_alignment", status,
+                    f"{bad:,} of {trained:,} trained labels ({share:.0%}) differ from the input id at their position: "
+                    f"{cause}", "labels must equal input_ids wherever they are not -100 (no pre-shift: the model "
+                    "shifts by one itself); " + _labels_source(collator))]
+
+
+def custom_collator_name(trainer: Any) -> str | None:
+    """The name of the trainer's data collator when it is not one of TRL's (None for TRL's own).
+
+    >>> from types import SimpleNamespace as NS
+    >>> def my_collate(rows): ...
+    >>> custom_collator_name(NS(data_collator=my_collate)), custom_collator_name(NS(data_collator=None))
+    ('my_collate', None)
+    """
+    collator = getattr(trainer, "data_collator", None)
+    if collator is None:
+        return None
+    module = getattr(collator, "__module__", None) or type(collator).__module__ or ""
+    if module.split(".")[0] == "trl":
+        return None
+    return getattr(collator, "__qualname__", None) or type(collator).__qualname__
+
+
+# --------------------------------------------------------------------------------- special-token text
+def special_text_examples(tokenizer: Any, conversations: Sequence[Any], examples: Sequence[tuple[list[int], list[int]]],
+                          kinds: dict[str, str] | None = None,
+                          max_rows: int = SPECIAL_TEXT_RENDER_ROWS) -> tuple[set[int], list[Any]]:
+    """(indices of ``examples`` rendered from rows whose content holds turn-ending/forging special-token text, those
+    rows' hits): the same detector as `labhelpers.sanity.dataset.special_token_findings`, on the rows preflight sees.
+
+    Each such row (up to ``max_rows``) is rendered with the chat template; an example is that row when their tokens
+    agree over the shorter of the two, from the start (keep_start truncation) or from the end (keep_end).
+    """
+    kinds = special_token_kinds(tokenizer) if kinds is None else kinds
+    if not kinds or not any(k in STRUCTURAL for k in kinds.values()):
+        return set(), []
+    hits = special_text_hits([c if isinstance(c, (list, tuple)) else None for c in conversations], kinds,
+                             structural_only=True)
+    if not hits:
+        return set(), []
+    rendered = []
+    for row in sorted({h.row for h in hits})[:max_rows]:
+        try:
+            rendered.append(_ids(tokenizer.apply_chat_template(list(conversations[row]), tokenize=True)))
+        except Exception:  # the template rejects the row: preflight's other checks say so
+            continue
+    affected = set()
+    for i, (ids, _) in enumerate(examples):
+        for full in rendered:
+            n = min(len(ids), len(full))
+            if n and (ids[:n] == full[:n] or ids[-n:] == full[-n:]):
+                affected.add(i)
+                break
+    return affected, hits
+
+
+def end_of_turn_follow(tokenizer: Any) -> list[int]:
+    """The ids the chat template writes right after an end-of-turn token, up to the next special token (ChatML:
+    newline, ``<|im_start|>``); [] when the template cannot render."""
+    try:
+        ids = _ids(tokenizer.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
+                                                 tokenize=True))
+    except Exception:
+        return []
+    end, specials = end_of_turn_id(tokenizer), set(getattr(tokenizer, "all_special_ids", []) or [])
+    if end not in ids:
+        return []
+    follow = []
+    for token in ids[ids.index(end) + 1:]:
+        follow.append(token)
+        if token in specials:
+            break
+    return follow
+
+
+def stray_end_of_turn(ids: Sequence[int], end_id: int, follow: Sequence[int], specials: Sequence[int],
+                      blank: Callable[[int], bool] = lambda token: False) -> int | None:
+    """Position of the first end-of-turn token followed by ordinary text where the template writes ``follow``: the
+    token came from special-token text inside a message (None when there is none).
+
+    A special token or whitespace (``blank``) in place of ``follow`` (a doubled end, a hand-rendered turn with other
+    newlines) is not stray: other checks see those.
+
+    >>> follow = [198, 1]  # ChatML: "<|im_end|>" "\\n" "<|im_start|>"
+    >>> stray_end_of_turn([1, 7, 198, 5, 2, 198, 1, 9, 198, 6, 2, 198], 2, follow, [0, 1, 2]) is None
+    True
+    >>> stray_end_of_turn([1, 9, 198, 6, 2, 44, 45, 2, 198], 2, follow, [0, 1, 2])  # "...<|im_end|> more<|im_end|>"
+    4
+    """
+    special = set(specials)
+    for p, token in enumerate(ids):
+        if token != end_id:
+            continue
+        for k, expected in enumerate(follow):
+            q = p + 1 + k
+            if q >= len(ids):
+                break
+            if ids[q] != expected:
+                if ids[q] not in special and not blank(ids[q]):
+                    return p
+                break
+    return None
+
+
+def blame_cause(findings: Sequence[Finding], without: Sequence[Finding] | None, note: str, fix: str,
+                cause: str = "special-token text in the content", unlike: str = "those examples") -> list[Finding]:
+    """Findings whose symptom ``cause`` produces, re-worded to name it instead of the cause their own text gives.
+
+    ``without``: the same checks with the cause taken away (the examples without such text, or the labels
+    realigned); None when it cannot be taken away. A symptom that is worse with the cause than without is its own:
+    alone when it passes without (the fix is the cause's), partly otherwise (both fixes). Only `SYMPTOMS` change.
+
+    >>> bad = [Finding("stop_token_trained", "fail", "3 of 4 replies have their end-of-turn token trained", "pad != eos")]
+    >>> f = blame_cause(bad, [Finding("stop_token_trained", "pass", "2 of 2", "")], "row 3 has '<|im_end|>'", "escape")[0]
+    >>> f.status, f.message.split("; ")[1], f.fix
+    ('fail', "caused by special-token text in the content, not the masking: row 3 has '<|im_end|>'", 'escape')
+    """
+    before = {f.check: f.status for f in without} if without is not None else {}
+    out = []
+    for f in findings:
+        if f.check not in SYMPTOMS or f.status == "pass":
+            out.append(f)
+            continue
+        was = before.get(f.check, "pass")
+        if STATUSES.index(was) >= STATUSES.index(f.status):
+            out.append(f)  # as bad without the cause: another one, named by the finding itself
+            continue
+        if was == "pass":
+            out.append(Finding(f.check, f.status, f"{f.message}; caused by {cause}, not the masking: {note}", fix))
+        else:
+            out.append(Finding(f.check, f.status, f"{f.message}; made worse by {cause} ({was} without {unlike}): "
+                               f"{note}", f"{fix}; then: {f.fix}"))
+    return out
+
+
+def realigned_examples(examples: Sequence[tuple[list[int], list[int]]],
+                       counts: dict[str, Any]) -> list[tuple[list[int], list[int]]] | None:
+    """``examples`` with labels shifted back by the one-token shift `label_alignment_counts` found (None: no such shift).
+
+    >>> realigned_examples([([5, 6, 7], [6, 7, -100])], {"mismatched": 2, "left": 2, "right": 0})
+    [([5, 6, 7], [-100, 6, 7])]
+    """
+    bad = counts.get("mismatched", 0)
+    if not bad:
+        return None
+    if counts["left"] > 0.5 * bad:
+        return [(ids, [IGNORE_INDEX] + labels[:-1]) for ids, labels in examples]
+    if counts["right"] > 0.5 * bad:
+        return [(ids, labels[1:] + [IGNORE_INDEX]) for ids, labels in examples]
+    return None
+
+
+def _special_text_note(hits: Sequence[Any], affected: int, n_examples: int, kinds: dict[str, str], source: str) -> str:
+    rows = sorted({h.row for h in hits})
+    first = hits[0]
+    found = ", ".join(f"{t!r} ({kinds.get(t)})" for t in first.tokens)
+    more = f" and {len(rows) - 1:,} more row{'s' if len(rows) != 2 else ''}" if len(rows) > 1 else ""
+    return (f"{affected} of {n_examples} inspected examples come from rows whose message content holds special-token "
+            f"text that tokenizes to real control tokens, e.g. row {first.row} of the {source} {first.field} "
+            f"({first.role}) has {found}{more}")
+
+
+def _special_text_fix(tokens: Sequence[str]) -> str:
+    code = _escape_code(list(dict.fromkeys(tokens)))
+    return (f"strip or escape special-token text in every message content c ({code}) or drop those rows; "
+            "labhelpers.sanity.check_dataset lists them all (special_tokens_in_text)")
 
 
 # --------------------------------------------------------------------------------------- template checks
@@ -419,7 +692,8 @@ def _key(row: Any) -> str:
 
 
 def eval_findings(trainer: Any, train_raw: Any = None) -> list[Finding]:
-    """Eval split present and enabled; eval/train overlap and train duplicates by conversation content."""
+    """Eval split present and enabled; eval/train overlap and train duplicates by conversation content, exact and near
+    (equal once normalised: `labhelpers.sanity.dataset.normalise`)."""
     args, evald = trainer.args, trainer.eval_dataset
     eval_strategy = strategy(args, "eval_strategy")
     out = []
@@ -430,22 +704,18 @@ def eval_findings(trainer: Any, train_raw: Any = None) -> list[Finding]:
     else:
         out.append(Finding("eval_split", "pass", f"{len(evald)} eval rows, eval_strategy={eval_strategy!r}", ""))
     train_rows = _conversations(train_raw if train_raw is not None else trainer.train_dataset, None)
+    if not train_rows:
+        return out
     train_keys = [_key(r) for r in train_rows]
-    dupes = len(train_keys) - len(set(train_keys))
-    if train_keys:
-        bad = dupes > 0.01 * len(train_keys)
-        out.append(Finding("train_duplicates", "warn" if bad else "pass",
-                           f"{dupes} duplicate conversations among {len(train_keys)} train rows",
-                           "deduplicate the train split" if bad else ""))
-    if evald is not None and train_keys:
-        eval_keys = [_key(r) for r in _conversations(evald if not isinstance(evald, dict) else next(iter(evald.values())), None)]
-        if eval_keys:
-            overlap = sum(k in set(train_keys) for k in eval_keys)
-            share = overlap / len(eval_keys)
-            status = "fail" if share > 0.1 else "warn" if overlap else "pass"
-            out.append(Finding("eval_overlap", status, f"{overlap} of {len(eval_keys)} eval conversations ({share:.0%}) also in train",
-                               "split before any augmentation and deduplicate across splits; eval loss is optimistic"
-                               if overlap else ""))
+    train_near = [near_key(r) for r in train_rows]
+    eval_rows = []
+    if evald is not None:
+        eval_rows = _conversations(evald if not isinstance(evald, dict) else next(iter(evald.values())), None)
+    counts = overlap_counts(train_keys, train_near, [_key(r) for r in eval_rows] if eval_rows else None,
+                            [near_key(r) for r in eval_rows] if eval_rows else None)
+    out.append(train_duplicate_finding(counts))
+    if eval_rows:
+        out.append(eval_overlap_finding(counts))
     return out
 
 
@@ -470,8 +740,18 @@ def _ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
 
 
 def loss_at_init_findings(model: Any, tokenizer: Any, batch: dict[str, torch.Tensor], max_rows: int = 4) -> list[Finding]:
-    """Loss at init on reply tokens vs ln(vocab) and a loaded chat model's usual 1-3 nats; NaN for all-masked labels."""
+    """Loss at init on the labels the trainer will optimise vs ln(vocab) and a loaded chat model's usual 1-3 nats.
+
+    Judged on the batch's own labels (the model shifts them by one, as in training), not on reply tokens re-derived
+    from input_ids; when the labels differ from input_ids at trained positions, the loss of those positions scored
+    against their own input ids tells misaligned labels from unloaded weights. NaN for all-masked labels.
+    """
     batch = {k: v[:max_rows] if isinstance(v, torch.Tensor) and v.dim() > 1 else v for k, v in batch.items()}
+    if tuple(batch["labels"].shape) != tuple(batch["input_ids"].shape):
+        return [Finding("loss_at_init", "fail",
+                        f"labels of shape {list(batch['labels'].shape)} for input_ids of shape "
+                        f"{list(batch['input_ids'].shape)}: the loss pairs them position by position, so no loss the "
+                        "trainer computes means anything", "give labels the shape of input_ids (see label_alignment)")]
     header, end_id = assistant_header(tokenizer), end_of_turn_id(tokenizer)
     reply_labels = batch["input_ids"].clone()
     for r in range(reply_labels.shape[0]):
@@ -481,28 +761,61 @@ def loss_at_init_findings(model: Any, tokenizer: Any, batch: dict[str, torch.Ten
         reply_labels[r][~keep] = IGNORE_INDEX
     model.eval()
     logits = _forward_logits(model, batch)
-    train_loss, n_train = _ce(logits, batch["labels"])
+    labels = batch["labels"]
+    train_loss, n_train = _ce(logits, labels)
     reply_loss, n_reply = _ce(logits, reply_labels)
+    aligned_loss = None  # the same trained positions scored against their own input ids
+    aligned = torch.where(labels != IGNORE_INDEX, batch["input_ids"], IGNORE_INDEX)
+    if not torch.equal(aligned, labels):
+        aligned_loss = _ce(logits, aligned)[0]
     vocab = logits.shape[-1]
     random_loss = math.log(vocab)
-    detail = f"loss at init {train_loss:.2f} on {n_train} trained tokens, {reply_loss:.2f} on {n_reply} reply tokens; ln(vocab)={random_loss:.1f}"
-    finding = _loss_at_init_verdict(detail, n_train, train_loss, reply_loss if n_reply else train_loss, random_loss)
+    detail = f"loss at init {train_loss:.2f} on {n_train} trained tokens, {reply_loss:.2f} on {n_reply} reply tokens"
+    if aligned_loss is not None:
+        detail += f", {aligned_loss:.2f} on the trained positions with labels = input_ids"
+    detail += f"; ln(vocab)={random_loss:.1f}"
+    finding = _loss_at_init_verdict(detail, n_train, train_loss, random_loss,
+                                    reply_loss if n_reply else None, aligned_loss)
     if has_random_weights(model):  # GPU rehearsal: random weights are as bad as guessing by construction
         finding = skipped_for_random_weights(finding)
     return [finding]
 
 
-def _loss_at_init_verdict(detail: str, n_train: int, train_loss: float, ref: float, random_loss: float) -> Finding:
+def _loss_at_init_verdict(detail: str, n_train: int, train_loss: float, random_loss: float,
+                          reply_loss: float | None = None, aligned_loss: float | None = None) -> Finding:
+    """The verdict on the trained loss; ``aligned_loss`` (labels differ from input_ids) and ``reply_loss`` name the cause.
+
+    >>> _loss_at_init_verdict("d", 10, 10.7, 10.8, 2.1, 2.2).message  # pre-shifted labels, loaded weights
+    'd: as bad as random guessing on the labels the trainer optimises, yet 2.20 with labels = input_ids: the labels are misaligned (see label_alignment)'
+    >>> _loss_at_init_verdict("d", 10, 10.7, 10.8, 10.6).fix.split(" (")[0]
+    'weights not loaded'
+    """
     if n_train == 0 or math.isnan(train_loss):
         return Finding("loss_at_init", "fail", detail + ": no trained tokens in the batch → NaN/0 loss",
                        "check truncation and the collator's labels (all -100)")
-    if not math.isfinite(ref) or ref > 0.75 * random_loss:
+    misaligned = aligned_loss is not None and math.isfinite(aligned_loss) and aligned_loss + 1.0 < train_loss
+    if not math.isfinite(train_loss) or train_loss > 0.75 * random_loss:
+        if misaligned and aligned_loss <= 0.75 * random_loss:
+            return Finding("loss_at_init", "fail",
+                           f"{detail}: as bad as random guessing on the labels the trainer optimises, yet "
+                           f"{aligned_loss:.2f} with labels = input_ids: the labels are misaligned (see label_alignment)",
+                           "make labels equal input_ids at every trained position (no pre-shift: the model shifts by "
+                           "one itself); label_alignment says which step builds them")
         return Finding("loss_at_init", "fail", detail + ": as bad as random guessing",
                        "weights not loaded (from_config instead of from_pretrained?) or a tokenizer from another model")
-    if ref > 5.0:
+    if train_loss > 5.0:
+        if misaligned:
+            return Finding("loss_at_init", "warn",
+                           f"{detail}: higher than a loaded chat model's usual 1-3 nats on the labels the trainer "
+                           f"optimises, {aligned_loss:.2f} with labels = input_ids: misaligned labels (see label_alignment)",
+                           "make labels equal input_ids at every trained position (no pre-shift)")
+        if reply_loss is not None and reply_loss <= 5.0:
+            return Finding("loss_at_init", "warn",
+                           f"{detail}: the trained tokens include hard-to-predict prompt/template tokens (replies alone "
+                           f"{reply_loss:.2f})", "train on replies only (see prompt_tokens_trained)")
         return Finding("loss_at_init", "warn", detail + ": higher than a loaded chat model's usual 1-3 nats",
                        "check the tokenizer and chat template belong to this model")
-    if ref < 0.05:
+    if train_loss < 0.05:
         return Finding("loss_at_init", "warn", detail + ": near zero before training",
                        "the model already knows these replies (eval data seen?) or the labels leak the answer")
     return Finding("loss_at_init", "pass", detail, "")
@@ -670,6 +983,43 @@ def empty_train_findings(n_raw: int | None, max_length: int | None) -> list[Find
                     "or shorten the prompts; check the dataset is not empty")]
 
 
+def _special_text_symptoms(tokenizer: Any, source: Any, examples: Sequence[tuple[list[int], list[int]]]) -> Any:
+    """A wrapper for the checks special-token text can trip: runs one on ``examples`` and, when some come from rows
+    whose content holds turn-ending/forging special-token text, names that cause (`blame_cause`).
+
+    The rows are ``source``'s ``messages`` (the raw dataset or the trainer's); without them (packed rows, a ``text``
+    column) the examples' own tokens are read: an end-of-turn token followed by ordinary text is one from a message.
+    """
+    kinds = special_token_kinds(tokenizer)
+    if not kinds:
+        return lambda check: check(examples)
+    convs = _conversations(source, None)
+    if any(isinstance(c, (list, tuple)) for c in convs):
+        affected, hits = special_text_examples(tokenizer, convs, examples, kinds)
+        if affected:
+            note = _special_text_note(hits, len(affected), len(examples), kinds, "train dataset")
+            fix = _special_text_fix([t for h in hits for t in h.tokens])
+    else:
+        end, follow = end_of_turn_id(tokenizer), end_of_turn_follow(tokenizer)
+        specials = list(getattr(tokenizer, "all_special_ids", []) or [])
+        blank = functools.lru_cache(maxsize=None)(lambda token: not tokenizer.decode([token]).strip())
+        stray = {i: p for i, (ids, _) in enumerate(examples)
+                 if follow and (p := stray_end_of_turn(ids, end, follow, specials, blank)) is not None}
+        affected = set(stray)
+        if affected:
+            i, p = next(iter(stray.items()))
+            ids = examples[i][0]
+            context = tokenizer.decode(ids[max(0, p - 6): p + 6], skip_special_tokens=False)
+            note = (f"{len(affected)} of {len(examples)} inspected examples hold an end-of-turn token followed by "
+                    f"ordinary text, where the chat template never writes one: special-token text inside a message, "
+                    f"e.g. {context!r}")
+            fix = _special_text_fix([tokenizer.eos_token or tokenizer.convert_ids_to_tokens(end)])
+    if not affected:
+        return lambda check: check(examples)
+    clean = [ex for i, ex in enumerate(examples) if i not in affected]
+    return lambda check: blame_cause(check(examples), check(clean) if clean else None, note, fix)
+
+
 def _model_dtype(model: Any) -> str:
     return str(next(model.parameters()).dtype)
 
@@ -701,13 +1051,29 @@ def preflight(trainer: Any, level: str = "quick", dataset: Any = None, max_batch
                 raise
             report.extend(empty_train_findings(n_raw, getattr(args, "max_length", None)))
             return report
+        collator = custom_collator_name(trainer)
+        if any(tuple(b["labels"].shape) != tuple(b["input_ids"].shape) for b in batches):
+            report.extend(label_alignment_findings(batches, collator))  # every label-reading check would misread
+            return report
         start = conversation_start(tokenizer) if getattr(args, "packing", False) else None
         examples = [ex for b in batches for ex in examples_in_batch(b, start)]
         eos = model.generation_config.eos_token_id if getattr(model, "generation_config", None) else None
         eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
-        report.extend(masking_findings(examples, assistant_header(tokenizer), end_of_turn_id(tokenizer),
-                                       tokenizer.pad_token_id, eos_ids))
-        report.extend(template_findings(examples, tokenizer))
+        symptoms = _special_text_symptoms(tokenizer, dataset if dataset is not None else train_ds, examples)
+        header, end = assistant_header(tokenizer), end_of_turn_id(tokenizer)
+
+        def masking(exs: Sequence[tuple[list[int], list[int]]]) -> list[Finding]:
+            return masking_findings(exs, header, end, tokenizer.pad_token_id, eos_ids, collator)
+
+        masked = symptoms(masking)
+        alignment = label_alignment_findings(batches, collator)
+        realigned = realigned_examples(examples, label_alignment_counts(batches)) if alignment[0].status == "fail" else None
+        if realigned is not None:  # a one-token shift also moves every mask by one: name it, not the masking
+            masked = blame_cause(masked, masking(realigned), "labels shifted by one token (see label_alignment)",
+                                 alignment[0].fix, cause="misaligned labels", unlike="the shift")
+        report.extend(masked)
+        report.extend(alignment)
+        report.extend(symptoms(lambda exs: template_findings(exs, tokenizer)))
         report.extend(truncation_findings(trainer, tokenizer, dataset, TRUNCATION_ROWS_QUICK if level == "quick" else None))
         device = args.device
         cap = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
@@ -722,9 +1088,9 @@ def preflight(trainer: Any, level: str = "quick", dataset: Any = None, max_batch
         if per_epoch is not None or args.max_steps > 0:  # a streamed dataset without max_steps has no known length
             plan = plan_run(args, per_epoch if per_epoch is not None else args.max_steps * args.gradient_accumulation_steps)
             report.extend(schedule_findings(args, plan, trainer.eval_dataset is not None))
-        end = end_of_turn_id(tokenizer)
-        report.extend(doubled_end_findings([ids for ids, _ in examples], end, tokenizer.eos_token,
-                                           tokenizer.encode("\n", add_special_tokens=False)))
+        newline = tokenizer.encode("\n", add_special_tokens=False)
+        report.extend(symptoms(lambda exs: doubled_end_findings([ids for ids, _ in exs], end, tokenizer.eos_token,
+                                                                newline)))
         if getattr(model, "generation_config", None) is not None:
             report.extend(generation_findings(model.generation_config, end, tokenizer.eos_token))
         # what trains: nothing frozen by mistake, LoRA targets hit and its LR band, new tokens learnable
