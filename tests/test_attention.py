@@ -136,3 +136,17 @@ def test_the_standin_matches_plain_attention_within_bf16_rounding():
         q.transpose(1, 2), k.repeat_interleave(2, 2).transpose(1, 2), v.repeat_interleave(2, 2).transpose(1, 2),
         is_causal=True).transpose(1, 2)
     assert (out - ref).abs().max().item() < 0.05
+
+
+def test_checkpoints_go_to_the_runtime_disk_when_the_run_folder_is_on_drive(monkeypatch, tmp_path):
+    """Colab with USE_DRIVE: the run folder (model, metrics) on Drive, checkpoints on the runtime's disk."""
+    from pathlib import Path
+
+    from labhelpers.runs import checkpoint_dir
+
+    monkeypatch.delenv("LAB_CHECKPOINT_ROOT", raising=False)
+    assert checkpoint_dir(Path("/content/drive/MyDrive/sft-lab-runs/colab")) == Path(
+        "/content/drive/MyDrive/sft-lab-runs/colab/sft")
+    monkeypatch.setenv("LAB_CHECKPOINT_ROOT", str(tmp_path / "ckpt"))
+    assert checkpoint_dir(Path("/content/drive/MyDrive/sft-lab-runs/colab")) == tmp_path / "ckpt" / "colab" / "sft"
+    assert "LAB_CHECKPOINT_ROOT" in __import__("tools.colab", fromlist=["x"]).install_cell_source()
