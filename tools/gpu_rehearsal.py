@@ -42,6 +42,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from tools.lock import canonical, read_lock  # one PEP 503 name rule and one lock reader for the tools
+
 ROOT = Path(__file__).resolve().parents[1]
 WHEELS_DIR = ROOT / ".wheels-gpu"  # ignored (.gitignore); the device tool's `carry` takes it along
 WHEELS_LIMIT_MIB = 60.0  # the wheels' share of the 64 MiB the device tool carries (working tree included)
@@ -87,8 +89,6 @@ CARRIED = (
 
 def _locked(names: tuple[str, ...]) -> dict[str, str]:
     """``{name: locked version}`` for ``names``; a name the lock lacks raises, naming the fix."""
-    from tools.lock import read_lock
-
     pins = read_lock()
     missing = [n for n in names if n not in pins]
     if missing:
@@ -118,17 +118,6 @@ NOT_CARRIED: dict[str, str] = {
                     "on the machine's image, and matplotlib's ranges are loose; 14 MB together"),
     "aiohttp": "on the machine's image (papermill needs it on Python 3.12 only)",
 }
-
-
-def canonical(name: str) -> str:
-    """PEP 503 name.
-
-    >>> canonical("Jupyter_Client"), canonical("ruamel.yaml")
-    ('jupyter-client', 'ruamel-yaml')
-    """
-    import re
-
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def pin_problems(pins: dict[str, str]) -> list[str]:
