@@ -8,17 +8,27 @@ Every assistant turn in the bundled dataset looks exactly like this (no trailing
     - <bullet>
     Confidence: high|medium|low
 
+and every line says something: a reply whose lines repeat each other (the same bullet twice, a bullet that restates
+the answer) or carry no words (``Answer: ...``) has the layout of the format but not the format; small models that
+learned the layout often write exactly that, so the score does not count it.
+
 The base SmolLM2 model never writes this by itself, so the share of replies that follow it
 (`house_format_rate`) is a clear before/after number for a fine-tuning run.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 
+from labhelpers.text import normalise
+
 CONFIDENCE_LEVELS = ("high", "medium", "low")
 N_BULLETS = 3  # bullets per reply
+# Two lines with at least this share of their words in common (Jaccard, on `normalise`-d words) say the same thing.
+# Measured on the bundled data's 840 replies: no two lines of a reply share more than 0.36 of their words.
+SAME_LINE_OVERLAP = 0.8
 
 # One "Answer: " line, exactly three "- " lines, one "Confidence: " line; every line has text after its marker.
 HOUSE_FORMAT_PATTERN = re.compile(
@@ -29,14 +39,66 @@ HOUSE_FORMAT_PATTERN = re.compile(
 
 
 def follows_house_format(text: str) -> bool:
-    """True when ``text`` (surrounding whitespace ignored) is exactly one house-format reply.
+    """True when ``text`` (surrounding whitespace ignored) is exactly one house-format reply whose lines each say
+    something of their own.
 
     >>> follows_house_format("Answer: Yes.\\n- a\\n- b\\n- c\\nConfidence: high\\n")
     True
     >>> follows_house_format("Answer: Yes.\\n- a\\n- b\\nConfidence: high")
     False
+    >>> follows_house_format("Answer: Yes.\\n- It is old.\\n- It is old.\\n- It is big.\\nConfidence: high")
+    False
     """
-    return HOUSE_FORMAT_PATTERN.fullmatch(text.strip()) is not None
+    return HOUSE_FORMAT_PATTERN.fullmatch(text.strip()) is not None and not content_problems(text)
+
+
+def _line_text(line: str) -> str:
+    """What a line says, without its marker ("Answer: ", "- ")."""
+    for marker in ("Answer:", "- "):
+        if line.startswith(marker):
+            return line[len(marker):]
+    return line
+
+
+def _same_thing(a: str, b: str) -> bool:
+    """True when two lines say the same thing: equal once normalised, or most of their words shared.
+
+    >>> _same_thing("It is old.", "it is OLD"), _same_thing("It is old.", "It is new.")
+    (True, False)
+    """
+    a_words, b_words = set(normalise(a).split()), set(normalise(b).split())
+    if not a_words or not b_words:
+        return False
+    return a_words == b_words or len(a_words & b_words) / len(a_words | b_words) >= SAME_LINE_OVERLAP
+
+
+def content_problems(text: str) -> list[str]:
+    """Why the lines of ``text`` do not each say something of their own: a line with marks but no words (``...``; an
+    empty line is a layout problem, `house_format_problems` names it), or a line that repeats an earlier one (the Answer line and the bullets; the Confidence line is not compared). Empty when they do.
+
+    >>> content_problems("Answer: ...\\n- a\\n- b\\n- c\\nConfidence: low")
+    ["line 1 says nothing: 'Answer: ...'"]
+    >>> content_problems("Answer: Yes.\\n- It helps.\\n- It helps a lot.\\n- It helps.\\nConfidence: low")
+    ["line 4 repeats line 2: 'It helps.'"]
+    """
+    lines = [line for line in text.strip().split("\n") if not line.startswith("Confidence:")]
+    problems = [f"line {number} says nothing: {line[:40]!r}" for number, line in enumerate(lines, start=1)
+                if _line_text(line).strip() and not any(ch.isalnum() for ch in _line_text(line))]
+    repeated: set[int] = set()
+    for (i, a), (j, b) in itertools.combinations(enumerate(lines, start=1), 2):
+        if j not in repeated and _same_thing(_line_text(a), _line_text(b)):
+            repeated.add(j)
+            problems.append(f"line {j} repeats line {i}: {_line_text(b).strip()[:60]!r}")
+    return problems
+
+
+def repeats_itself(text: str) -> bool:
+    """True when two lines of ``text`` say the same thing (see `content_problems`).
+
+    >>> repeats_itself("- Use a loop.\\n- use a loop!"), repeats_itself("Answer: a\\n- b")
+    (True, False)
+    """
+    return any(" repeats line " in problem for problem in content_problems(text))
 
 
 def house_format_problems(text: str) -> list[str]:
@@ -48,6 +110,8 @@ def house_format_problems(text: str) -> list[str]:
     ["no 'Answer:' first line", '2 bullets, expected 3', "no 'Confidence: high|medium|low' last line"]
     >>> house_format_problems("Answer: Yes.\\nAlso this.\\n- a\\n- b\\n- c\\nConfidence: very")
     ["line 2 is not a bullet: 'Also this.'", "no 'Confidence: high|medium|low' last line"]
+    >>> house_format_problems("Answer: Paris.\\n- It is old.\\n- It is big.\\n- it is old!\\nConfidence: low")
+    ["line 4 repeats line 2: 'it is old!'"]
     """
     lines = text.strip().split("\n")
     problems: list[str] = []
@@ -65,7 +129,7 @@ def house_format_problems(text: str) -> list[str]:
             problems.append(f"line {number} is not a bullet: {line[:40]!r}")
     if not has_confidence:
         problems.append("no 'Confidence: high|medium|low' last line")
-    return problems
+    return problems + content_problems(text)
 
 
 def house_format_rate(texts: Iterable[str]) -> float:

@@ -65,6 +65,7 @@ def test_protocol_and_lr_range_at_ci_size(model_and_tokenizer, cpu_recipe):
     assert set(result.reports) == {"preflight", "overfit", "short_run", "postflight"}
     assert result.reports["overfit"].by_check("overfit").status == "pass", str(result.reports["overfit"])
     assert result.reports["short_run"].by_check("short_run_eval") is not None
+    assert result.reports["postflight"].by_check("heldout_overlap").status == "pass"  # a test prompt, not in train
     assert "VERDICT" in str(result)
     lr = lr_range_test(model, tok, chat_rows(4), steps=3, max_length=128, recipe=cpu_recipe)
     assert len(lr.lrs) <= 3 and lr.suggested_lr > 0

@@ -90,33 +90,6 @@ def percent_strings(outputs, hit_limit):
     return {"format_rate": f"{house_format_rate(outputs):.0%}", "hit_limit_rate": f"{sum(hit_limit) / n:.0%}"}
 
 
-SCORES_WRONG = [
-    ("classifier without the bullet count", _with(no_bullet_count), "it needs exactly three '- ' bullets"),
-    ("case-insensitive classifier", _with(case_insensitive), "case matters"),
-    ("classifier that does not strip", _with(no_strip), "whitespace around the reply does not count"),
-    ("any confidence word", _with(any_confidence), "the confidence is one of high, medium, low"),
-    ("re.match, not fullmatch", _with(match_not_fullmatch), "nothing may follow the Confidence line"),
-    ("classifier by line index", _with(by_lines), "behaviour_scores raised IndexError"),
-    ("percentages", as_percentages, "a percentage. Fix: return the fraction"),
-    ("counts", counts, "the count itself. Fix: divide the count by the number of outputs"),
-    ("share of finished replies", finished_share, "the share of the other replies. Fix: count the replies that hit"),
-    ("keys swapped", swapped, "the two are swapped"),
-    ("floor division", floor_division, "a // rounds the share down to 0"),
-    ("format share of the finished replies", format_share_of_the_finished, "the share among the replies that were not cut"),
-    ("percent strings", percent_strings, "the rates are not numbers"),
-]
-
-
-# ------------------------------------------------------------------------------------- behaviour_scores: right
-def with_library_rate(outputs, hit_limit):
-    return {"format_rate": house_format_rate(outputs), "hit_limit_rate": hit_limit.count(True) / len(hit_limit)}
-
-
-def with_statistics(outputs, hit_limit):
-    return dict(format_rate=statistics.mean(follows_house_format(o) for o in outputs),
-                hit_limit_rate=statistics.fmean(map(float, hit_limit)))
-
-
 HOUSE = re.compile(r"Answer: [^\n]*\S[^\n]*\n(?:- [^\n]*\S[^\n]*\n){3}Confidence: (?:high|medium|low)")
 
 
@@ -131,6 +104,42 @@ def own_classifier_and_a_loop(outputs, hit_limit):
     return {"format_rate": good / total, "hit_limit_rate": cut / total, "n": total}
 
 
+SCORES_WRONG = [
+    ("classifier without the bullet count", _with(no_bullet_count), "it needs exactly three '- ' bullets"),
+    ("case-insensitive classifier", _with(case_insensitive), "case matters"),
+    ("classifier that does not strip", _with(no_strip), "whitespace around the reply does not count"),
+    ("any confidence word", _with(any_confidence), "the confidence is one of high, medium, low"),
+    ("re.match, not fullmatch", _with(match_not_fullmatch), "nothing may follow the Confidence line"),
+    ("classifier by line index", _with(by_lines), "behaviour_scores raised IndexError"),
+    ("percentages", as_percentages, "a percentage. Fix: return the fraction"),
+    ("counts", counts, "the count itself. Fix: divide the count by the number of outputs"),
+    ("share of finished replies", finished_share, "the share of the other replies. Fix: count the replies that hit"),
+    ("keys swapped", swapped, "the two are swapped"),
+    ("floor division", floor_division, "a // rounds the share down to 0"),
+    ("format share of the finished replies", format_share_of_the_finished, "the share among the replies that were not cut"),
+    ("percent strings", percent_strings, "the rates are not numbers"),
+    ("own full-match regex: the layout only", own_classifier_and_a_loop, "this one repeats a bullet"),
+]
+
+
+# ------------------------------------------------------------------------------------- behaviour_scores: right
+def with_library_rate(outputs, hit_limit):
+    return {"format_rate": house_format_rate(outputs), "hit_limit_rate": hit_limit.count(True) / len(hit_limit)}
+
+
+def with_statistics(outputs, hit_limit):
+    return dict(format_rate=statistics.mean(follows_house_format(o) for o in outputs),
+                hit_limit_rate=statistics.fmean(map(float, hit_limit)))
+
+
+def library_classifier_in_a_loop(outputs, hit_limit):
+    good = cut = 0
+    for reply, flag in zip(outputs, hit_limit):
+        good += 1 if follows_house_format(reply) else 0
+        cut += 1 if flag else 0
+    return {"format_rate": good / len(outputs), "hit_limit_rate": cut / len(outputs), "n": len(outputs)}
+
+
 def with_counter(outputs, hit_limit):
     tally = Counter(follows_house_format(o) for o in outputs)
     return {"format_rate": torch.tensor(tally[True] / len(outputs)), "hit_limit_rate": float(sum(hit_limit)) / len(outputs)}
@@ -139,7 +148,7 @@ def with_counter(outputs, hit_limit):
 SCORES_RIGHT = [
     ("house_format_rate and list.count", with_library_rate),
     ("statistics.mean", with_statistics),
-    ("own full-match classifier, a loop", own_classifier_and_a_loop),
+    ("a loop with the library classifier", library_classifier_in_a_loop),
     ("Counter, a tensor result", with_counter),
 ]
 

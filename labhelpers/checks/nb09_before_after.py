@@ -28,6 +28,11 @@ FORMAT_PROBES: tuple[tuple[str, bool, str], ...] = (
     ("Answer: Yes.\n* One.\n* Two.\n* Three.\nConfidence: high", False, "bullets are '- ' lines, not '* '"),
     ("Answer:\n- One.\n- Two.\n- Three.\nConfidence: high", False, "the Answer line needs text after 'Answer: '"),
     ("Answer: Yes.\n- One.\n- Two.\n- Three.", False, "a 'Confidence: ...' line must end the reply"),
+    ("Answer: Paris is the capital.\n- It is on the Seine.\n- It has the Louvre.\n- It is on the Seine.\n"
+     "Confidence: high", False, "each line must say something new: this one repeats a bullet, as small tuned models "
+                                "often do (the layout is right, the reply is not)"),
+    ("Answer: ...\n- One.\n- Two.\n- Three.\nConfidence: high", False,
+     "every line must say something: 'Answer: ...' has no words"),
 )
 
 _SCORES_ERROR_FIXES = (

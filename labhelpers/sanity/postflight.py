@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 
-from labhelpers.behaviour import house_format_rate
+from labhelpers.behaviour import data_teaches_house_format, house_format_rate, repeats_itself
 from labhelpers.compare import new_token_counts
 from labhelpers.generation import generate_replies
 from labhelpers.sanity.config import generation_findings
@@ -50,11 +50,15 @@ def is_degenerate(text: str, threshold: float = 0.5) -> bool:
 
 def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs: Sequence[str] | None = None,
                max_new_tokens: int = 64, base_hit_max: Sequence[bool] | None = None,
-               replies: tuple[Sequence[str], Sequence[bool]] | None = None) -> SanityReport:
-    """Report runaway (hit max_new_tokens), empty, degenerate replies and house format for ``prompts``.
+               replies: tuple[Sequence[str], Sequence[bool]] | None = None, train_rows: Any = None,
+               reference_replies: Sequence[str] | None = None) -> SanityReport:
+    """Report runaway (hit max_new_tokens), empty, looping and self-repeating replies and house format for ``prompts``.
 
     The replies are generated here unless ``replies`` passes ``(texts, hit_max)`` that :func:`generate_replies`
-    already made for these prompts with this ``max_new_tokens``. ``base_hit_max`` is exact when it comes from
+    already made for these prompts with this ``max_new_tokens``. ``train_rows``: the training rows, to count the
+    prompts (and ``reference_replies``) they already hold (``heldout_overlap``: a score on seen prompts measures
+    memory). ``reference_replies``: the data's replies to ``prompts``; when they do not use the house format, no
+    house-format finding is given (its 0% would mean nothing). ``base_hit_max`` is exact when it comes from
     the base's own generation (``generate_replies`` or a saved record's ``hit_limit``); without it the base
     replies are re-tokenized (:func:`labhelpers.compare.new_token_counts`), as saved records are.
     """
@@ -94,12 +98,29 @@ def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs:
     report.extend([Finding("degenerate_replies", "fail" if loops > n / 2 else "warn" if loops else "pass",
                            f"{loops} of {n} replies loop (≥ half their 4-grams repeat)",
                            "lower the LR or train fewer steps (collapse), and check the stop token" if loops else "")])
-    rate = house_format_rate(texts)
-    base_rate = house_format_rate(base_outputs) if base_outputs is not None else None
-    msg = f"house format {rate:.0%} of replies" + (f" (base {base_rate:.0%})" if base_rate is not None else "")
-    worse = base_rate is not None and rate < base_rate
-    report.extend([Finding("house_format", "warn" if worse else "pass", msg,
-                           "tuning made the target format rarer: check data and LR" if worse else "")])
+    repeating = sum(repeats_itself(t) for t in texts)
+    base_repeating = sum(map(repeats_itself, base_outputs)) if base_outputs is not None else None
+    report.extend([Finding("repeated_lines", "warn" if repeating else "pass",
+                           f"{repeating} of {n} replies repeat a line (two lines say the same thing)"
+                           + (f" (base {base_repeating} of {len(base_outputs)})" if base_outputs is not None else ""),
+                           "the model learned the layout, not the content: a short run repeats itself; train longer "
+                           "(more steps or epochs) and compare, lower the LR if it grew with training. These replies "
+                           "do not count as the house format" if repeating else "")])
+    overlap = None
+    if train_rows is not None:
+        from labhelpers.sanity.dataset import heldout_overlap
+
+        overlap = heldout_overlap(list(prompts), train_rows, reference_replies)
+        report.extend([overlap.finding()])
+    if reference_replies is None or data_teaches_house_format(reference_replies):
+        rate = house_format_rate(texts)
+        base_rate = house_format_rate(base_outputs) if base_outputs is not None else None
+        msg = f"house format {rate:.0%} of replies" + (f" (base {base_rate:.0%})" if base_rate is not None else "")
+        if overlap is not None and overlap.seen:
+            msg += f" ({overlap.share:.0%} of the prompts or replies seen in training)"
+        worse = base_rate is not None and rate < base_rate
+        report.extend([Finding("house_format", "warn" if worse else "pass", msg,
+                               "tuning made the target format rarer: check data and LR" if worse else "")])
     if has_random_weights(model):  # every finding above judges reply quality: noise from random weights
         report.findings = [skipped_for_random_weights(f) for f in report.findings]
     if tokenizer is not None and getattr(model, "generation_config", None) is not None:

@@ -28,6 +28,7 @@ from labhelpers.lora import LORA_LR_FAIL, LORA_LR_HIGH, LORA_LR_LOW, lora_findin
 from labhelpers.models import has_random_weights
 from labhelpers.sanity.postflight import skipped_for_random_weights
 from labhelpers.sanity.report import STATUSES, Finding, SanityReport
+from labhelpers.sanity.run_facts import checkpoint_bytes, run_fact_findings
 from labhelpers.sanity.config import doubled_end_findings, generation_findings, plan_run, schedule_findings, strategy
 from labhelpers.display import IGNORE_INDEX, bracket_trained, render_masked_tokens
 from labhelpers.sanity.dataset import (
@@ -1087,6 +1088,8 @@ def preflight(trainer: Any, level: str = "quick", dataset: Any = None, max_batch
         per_epoch = batches_per_epoch(trainer)
         if per_epoch is not None or args.max_steps > 0:  # a streamed dataset without max_steps has no known length
             plan = plan_run(args, per_epoch if per_epoch is not None else args.max_steps * args.gradient_accumulation_steps)
+            report.extend(run_fact_findings(args, plan, len(trainer.train_dataset), trainer.eval_dataset is not None,
+                                            checkpoint_bytes(model, args)))
             report.extend(schedule_findings(args, plan, trainer.eval_dataset is not None))
         newline = tokenizer.encode("\n", add_special_tokens=False)
         report.extend(symptoms(lambda exs: doubled_end_findings([ids for ids, _ in exs], end, tokenizer.eos_token,

@@ -136,7 +136,8 @@ def lr_range_test(model: Any, tokenizer: Any, train: Any, min_lr: float = 1e-6, 
 # Findings that judge the weights rather than the setup; with random weights they are skipped, visibly.
 # Postflight's own findings (hit_max_new_tokens, empty/degenerate replies, house_format) are skipped by postflight.
 WEIGHT_QUALITY_CHECKS = frozenset({"loss_at_init", "prompt_swap", "overfit", "short_run_eval", "hit_max_new_tokens",
-                                   "empty_replies", "degenerate_replies", "house_format"})
+                                   "empty_replies", "degenerate_replies", "repeated_lines",
+                                   "house_format"})
 
 
 @dataclass
@@ -249,7 +250,8 @@ def _protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts: S
                           f"eval loss {before:.3f} → {after:.3f} after {trainer.state.global_step} steps",
                           "" if ok else "eval loss did not fall: LR too low/high, labels wrong, or eval data unlike train")])
     reports["short_run"] = short
-    reports["postflight"] = postflight(work, tokenizer, prompts, base_texts, max_new_tokens, base_hit_max=base_hit)
+    reports["postflight"] = postflight(work, tokenizer, prompts, base_texts, max_new_tokens, base_hit_max=base_hit,
+                                       train_rows=_dataset(train))
     skipped = []
     if has_random_weights(model):  # GPU rehearsal: what judges the weights' quality becomes a visible skip
         for name, r in reports.items():
