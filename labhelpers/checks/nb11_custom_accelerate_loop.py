@@ -42,6 +42,13 @@ def _loss_candidates(logits, labels) -> dict[str, object]:
     unmasked = labels.clamp(min=0)  # -100 replaced by token 0: the masked positions are trained too
     per2, _ = ce(logits[:, :-1], unmasked[:, 1:])
     out["ignored_nothing"] = per2.mean()
+    out["counted_before_shift"] = per.sum() / (labels != -100).sum().clamp(min=1)
+    picked = logits[:, :-1].gather(-1, labels[:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    out["nll_of_raw_logits"] = -(picked * mask).sum() / n.clamp(min=1)  # F.nll_loss(logits, ...): no log_softmax
+    for half in (torch.float16, torch.bfloat16):  # the logits cast to half precision before the softmax
+        lg = logits[:, :-1].to(half)
+        total = F.cross_entropy(lg.reshape(-1, vocab), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum")
+        out[f"softmax_in_{str(half).removeprefix('torch.')}"] = total.float() / n.clamp(min=1)
     return out
 
 
@@ -58,7 +65,16 @@ _LOSS_MISTAKES = (
      "divide by the number of trained tokens (labels != -100)"),
     ("mean_of_row_means_skipping_empty", "you averaged per-row means: a short reply then weighs as much as a long one",
      "average over all trained tokens of the batch at once, not row by row"),
+    ("counted_before_shift", "you counted the trained tokens before shifting: a trained labels[:, 0] is never "
+     "predicted, yet it counts in your denominator", "count the shifted labels: (labels[:, 1:] != -100).sum()"),
+    ("nll_of_raw_logits", "you gave raw logits to nll_loss: it expects log-probabilities, so no softmax normalises "
+     "the scores", "use F.cross_entropy on the logits (it applies log_softmax), or F.nll_loss(F.log_softmax(...))"),
 )
+# A loss computed from logits cast to half precision: named when it lies this close to that candidate (a share of the
+# candidate's own distance to the float32 loss; the student's order of operations rounds a little differently).
+_HALF_MATCH = 0.35
+_HALF_FIX = ("compute the loss in float32: logits[:, :-1].float() before cross_entropy / log_softmax (TRL upcasts "
+             "the logits too); no .half() or .to(torch.float16)")
 
 
 def _scalar(value) -> float:
@@ -70,6 +86,17 @@ def _scalar(value) -> float:
                                  "scalar: the mean over trained tokens")
         return float(value.detach())
     return float(value)
+
+
+def _student_scalar(value) -> float:
+    """The student's loss as a float; a missing return or something that is not a number fails the check."""
+    import torch
+
+    require(value is not None, "masked_lm_loss returned None: the function has no `return`",
+            "end it with `return total / n_trained.clamp(min=1)` (a scalar tensor)")
+    require(isinstance(value, (torch.Tensor, int, float)) and not isinstance(value, bool),
+            f"masked_lm_loss returned a {type(value).__name__}, not a scalar tensor", "return the loss tensor itself")
+    return _scalar(value)
 
 
 def _diagnose_loss(got: float, candidates: dict[str, object], context: str, rtol: float = 1e-4) -> None:
@@ -88,9 +115,26 @@ def _diagnose_loss(got: float, candidates: dict[str, object], context: str, rtol
         if math.isfinite(value) and not math.isclose(value, want, rel_tol=2 * rtol, abs_tol=1e-6) \
                 and math.isclose(got, value, rel_tol=rtol, abs_tol=1e-6):
             require(False, f"{context}: your loss is {got:.6f}, expected {want:.6f}: {problem}", fix)
+    for half in ("float16", "bfloat16"):
+        value = float(candidates.get(f"softmax_in_{half}", math.nan))
+        off = abs(value - want)
+        if math.isfinite(value) and off > 2 * rtol * abs(want) and abs(got - value) <= _HALF_MATCH * off + 1e-6:
+            require(False, f"{context}: your loss is {got:.6f}, expected {want:.6f}: off by "
+                    f"{abs(got - want) / abs(want):.1e} relative, the size of half-precision rounding: you computed "
+                    f"the softmax on {half} logits ({half} keeps steps of {_half_step(half)} between 32 and 64, where "
+                    "LM logits often lie)", _HALF_FIX)
     require(False, f"{context}: your loss is {got:.6f}, expected {want:.6f}",
             "shift by one (logits[:, :-1] vs labels[:, 1:]), flatten, cross_entropy with ignore_index=-100, "
             "mean over the trained tokens")
+
+
+def _half_step(dtype_name: str) -> str:
+    """The spacing of ``dtype_name`` numbers between 32 and 64, as a fraction for a message.
+
+    >>> _half_step("float16"), _half_step("bfloat16")
+    ('1/32', '1/4')
+    """
+    return {"float16": "1/32", "bfloat16": "1/4"}[dtype_name]
 
 
 def _toy_batches() -> list[tuple[str, object, object]]:
@@ -98,7 +142,9 @@ def _toy_batches() -> list[tuple[str, object, object]]:
     import torch
 
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(3, 7, 11, generator=g)
+    # around 40, as a real LM head's logits (tens): the loss does not change (softmax ignores an offset), but between
+    # 32 and 64 float16 / bfloat16 keep steps of 1/32 / 1/4 only, so a loss computed in half precision is visibly off
+    logits = torch.randn(3, 7, 11, generator=g) + 40.0
     labels = torch.randint(0, 11, (3, 7), generator=g)
     labels[0, :3] = -100  # prompt of row 0
     labels[1, :6] = -100  # row 1 trains a single token
@@ -131,12 +177,82 @@ def loss_tolerance(dtype) -> tuple[float, float]:
     return 1e-5, 1e-5
 
 
+# (words of the error the student's code raised, the mistake, the fix)
+_ERROR_MISTAKES = (
+    ("Expected target size", "you did not flatten: cross_entropy takes (N, vocab) logits with (N,) labels",
+     "logits[:, :-1].reshape(-1, logits.size(-1)) with labels[:, 1:].reshape(-1)"),
+    ("to match target batch_size", "you did not flatten both: cross_entropy takes (N, vocab) logits with (N,) labels",
+     "flatten the labels too: labels[:, 1:].reshape(-1), as the logits: logits[:, :-1].reshape(-1, logits.size(-1))"),
+    ("same device", "your function mixes devices: a tensor it creates is on the CPU while the logits are not",
+     "create tensors where the logits are: torch.zeros((), device=logits.device) or logits.new_zeros(())"),
+    ("view size is not compatible", "logits[:, :-1] is a slice: .view cannot flatten it (its rows are not one block "
+     "of memory)", "use .reshape(-1, vocab) (or .contiguous().view(-1, vocab))"),
+)
+_LOOKUP_FAILED = ("out of bounds", "Target -100", "index -100")
+
+
+def _ignore_index_used(masked_lm_loss, logits, labels) -> int | None:
+    """The ignore_index a function that fails on -100 labels uses instead (-1 or 0), found by running it on labels
+    whose -100 are replaced by that value and comparing with the loss that ignores them; ``None`` when neither fits."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    if labels.device.type != "cpu":
+        return None  # on CUDA a probe that looks up an out-of-range id would kill the kernel (device-side assert)
+    vocab = logits.size(-1)
+    for fill in (-1, 0):
+        probe = labels.masked_fill(labels == -100, fill)
+        try:
+            with torch.no_grad():
+                got = float(masked_lm_loss(logits.clone(), probe))
+        except Exception:  # noqa: BLE001  (a probe only: the original error is what gets reported)
+            continue
+        shifted = probe[:, 1:]
+        total = F.cross_entropy(logits[:, :-1].float().reshape(-1, vocab), shifted.reshape(-1), ignore_index=fill,
+                                reduction="sum")
+        want = float(total / (shifted != fill).sum().clamp(min=1))
+        if math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-6):
+            return fill
+    return None
+
+
+def _run_student(masked_lm_loss, logits, labels, what: str):
+    """``masked_lm_loss(logits, labels)``; an error it raises fails the check with the mistake it shows and a fix.
+
+    A ``NotImplementedError`` other than the TODO's (a missing kernel for the device) is raised as it is.
+    """
+    from labhelpers.checks.core import _student_line
+
+    try:
+        return masked_lm_loss(logits, labels)
+    except (TodoCheckError, NotImplementedError):
+        raise
+    except Exception as err:  # noqa: BLE001  (whatever the student's code raises is named, not shown as a traceback)
+        said = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:200]}"
+        raised = f"{what}: masked_lm_loss raised {said}{_student_line(err)}"
+        for words, problem, fix in _ERROR_MISTAKES:
+            require(words not in str(err), f"{raised}: {problem}", fix)
+        if any(words in str(err) for words in _LOOKUP_FAILED):
+            fill = _ignore_index_used(masked_lm_loss, logits.detach(), labels)
+            require(fill is None, f"{raised}: you passed ignore_index={fill}: the masked labels are -100 (TRL's "
+                    "collator writes -100), so cross_entropy looked them up as token ids",
+                    "ignore_index=-100, cross_entropy's default: write it or leave it out")
+            require(False, f"{raised}: looking up the -100 labels as token ids failed",
+                    "skip them: cross_entropy(..., ignore_index=-100), or mask labels != -100 before gathering "
+                    "log-probabilities")
+        require(False, raised, "run masked_lm_loss(logits, labels) in a cell of its own to see the whole traceback, "
+                "fix that line, then this check")
+
+
 @student_code("masked_lm_loss")
 def check_masked_lm_loss(masked_lm_loss, logits=None, labels=None, trainer_loss=None, atol: float | None = None,
                          rtol: float | None = None) -> None:
     """Test ``masked_lm_loss(logits, labels)`` on toy tensors, then (if given) against SFTTrainer's loss on a real batch.
 
-    The toy batches are float32, on ``logits.device`` when a real batch is given. The real comparison passes when
+    The toy batches are float32, on the CPU, then also on ``logits.device`` when a real batch on another device is
+    given (a tensor the function creates on the wrong device shows there). The real comparison passes when
     ``|yours - trainer's| <= atol + rtol * |trainer's|`` (torch.isclose's rule), with :func:`loss_tolerance` for the
     logits' dtype unless ``atol`` / ``rtol`` are given; the message states the tolerance used.
 
@@ -149,28 +265,25 @@ def check_masked_lm_loss(masked_lm_loss, logits=None, labels=None, trainer_loss=
     >>> check_masked_lm_loss(lambda lg, lb: F.cross_entropy(lg.flatten(0, 1), lb.flatten(), ignore_index=-100))
     Traceback (most recent call last):
     ...
-    labhelpers.checks.TodoCheckError: toy batch (3 rows: 4, 1 and 0 trained tokens): your loss is 2.497338, expected 2.648924: you did not shift labels: the logits at position t predict token t+1. Fix: compare logits[:, :-1] with labels[:, 1:]
+    labhelpers.checks.TodoCheckError: toy batch (3 rows: 4, 1 and 0 trained tokens): your loss is 2.497339, expected 2.648923: you did not shift labels: the logits at position t predict token t+1. Fix: compare logits[:, :-1] with labels[:, 1:]
     """
     import math
 
     import torch
 
-    device = logits.device if isinstance(logits, torch.Tensor) else torch.device("cpu")
-    for what, lg, lb in _toy_batches():
+    cpu = torch.device("cpu")
+    devices = [cpu]  # first on the CPU: a -100 looked up as a token id is an IndexError there, a dead kernel on CUDA
+    if isinstance(logits, torch.Tensor) and logits.device != cpu:
+        devices.append(logits.device)  # then where the real batch lives: a tensor created on the CPU shows up
+    for device, (what, lg, lb) in ((d, toy) for d in devices for toy in _toy_batches()):
+        what = what if device == cpu else f"{what} on {device}"
         lg, lb = lg.to(device), lb.to(device)
         lb_before = lb.clone()
         lg_in = lg.clone().requires_grad_(True)
-        try:
-            out = masked_lm_loss(lg_in, lb)
-        except (IndexError, RuntimeError) as err:
-            if "-100" in str(err) or "out of bounds" in str(err) or "Target" in str(err):
-                raise TodoCheckError(f"{what}: looking up the -100 labels as token ids failed ({err}). Fix: skip "
-                                     "them: cross_entropy(..., ignore_index=-100), or mask labels != -100 before "
-                                     "gathering log-probabilities") from err
-            raise
+        out = _run_student(masked_lm_loss, lg_in, lb, what)
         require(torch.equal(lb, lb_before), f"{what}: your function changed the labels tensor in place",
                 "work on a copy (labels[:, 1:] is a view: do not assign into it)")
-        got = _scalar(out)
+        got = _student_scalar(out)
         cands = _loss_candidates(lg, lb)
         want = float(cands["reference"])
         if "no trained token" in what:
@@ -181,7 +294,10 @@ def check_masked_lm_loss(masked_lm_loss, logits=None, labels=None, trainer_loss=
         if not math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-6):
             _diagnose_loss(got, cands, what)
         if "no trained token" not in what:
-            require(isinstance(out, torch.Tensor) and out.requires_grad,
+            require(isinstance(out, torch.Tensor), f"{what}: masked_lm_loss returned a {type(out).__name__}, not a "
+                    "tensor, so your loss does not carry a gradient back to the logits (loss.backward() needs it)",
+                    "return the tensor itself: no .item(), float() or int() on the way")
+            require(out.requires_grad,
                     f"{what}: your loss does not carry a gradient back to the logits",
                     "build it from torch operations on logits (no .item(), .detach() or float())")
     if logits is None:
@@ -193,7 +309,7 @@ def check_masked_lm_loss(masked_lm_loss, logits=None, labels=None, trainer_loss=
     rtol = default_rtol if rtol is None else rtol
     labels = labels.to(logits.device)
     with torch.no_grad():
-        got = _scalar(masked_lm_loss(logits, labels))
+        got = _student_scalar(_run_student(masked_lm_loss, logits, labels, "real batch"))
     want = _scalar(trainer_loss)
     diff = abs(got - want)
     dtype = str(logits.dtype).removeprefix("torch.")
