@@ -9,6 +9,8 @@
 #   ./lab.sh check            fail if notebooks/ is out of date or a solution is not clean (CI does this)
 #   ./lab.sh gpu-rehearsal [--dry-run|--gather-wheels]  rehearse the series on a CUDA machine (tools/gpu_rehearsal.py)
 #   ./lab.sh lock [refresh|diff|check]  the locked stack (requirements.lock): resolve anew / what would move / verify
+#   ./lab.sh release --out DIR [--todos IDS] [--source URL] | --list   instructors: a student release (tools/release.py)
+#   ./lab.sh grade SUBMISSIONS --out DIR [--release DIR]   instructors: grade handed-in notebooks (tools/grade.py)
 # Environment: LAB_PROFILE (ci|colab|full), LAB_RUN_DIR, LAB_CACHE_DIR, PYTHON (interpreter for the venv, >= 3.11).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -48,6 +50,8 @@ case "$cmd" in
   check) setup; exec "$VENV/bin/python" -m tools.nbtools check ;;
   gpu-rehearsal) setup; exec "$VENV/bin/python" -m tools.gpu_rehearsal "$@" ;;
   lock)  setup; exec "$VENV/bin/python" -m tools.lock "${@:-diff}" ;;
-  help|-h|--help) sed -n '2,13p' "$0" ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  release) setup; exec "$VENV/bin/python" -m tools.release "$@" ;;
+  grade) setup; exec "$VENV/bin/python" -m tools.grade "$@" ;;
+  help|-h|--help) sed -n '2,15p' "$0" ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
 esac

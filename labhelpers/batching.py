@@ -38,6 +38,43 @@ class BatchPlan:
         return "; ".join(parts)
 
 
+def updates_per_epoch(n_examples: int, per_device: int, grad_accum: int = 1, n_gpus: int = 1) -> int:
+    """Optimizer steps in one epoch, as Trainer counts them: each device gets ``ceil(n / (per_device x n_gpus))``
+    batches (the sampler pads the last one), and every ``grad_accum`` of them (the last group may be short) is a step.
+
+    >>> updates_per_epoch(500, 4, 4), updates_per_epoch(3, 4), updates_per_epoch(0, 4)
+    (32, 1, 1)
+    """
+    return steps_from_batches(math.ceil(n_examples / (per_device * n_gpus)), grad_accum)
+
+
+def steps_from_batches(batches: int, grad_accum: int = 1) -> int:
+    """Optimizer steps of an epoch of ``batches`` dataloader batches (a partial accumulation is a step; at least 1).
+
+    >>> steps_from_batches(40, 4), steps_from_batches(41, 4), steps_from_batches(0, 4)
+    (10, 11, 1)
+    """
+    return max(math.ceil(batches / max(1, grad_accum)), 1)
+
+
+def total_steps(max_steps: int | None, epochs: float, per_epoch: int) -> int:
+    """The run's optimizer steps: ``max_steps`` when > 0 (it overrides the epochs), else ``ceil(epochs x per_epoch)``.
+
+    >>> total_steps(30, 3.0, 40), total_steps(-1, 3.0, 32), total_steps(None, 0.5, 5)
+    (30, 96, 3)
+    """
+    return max_steps if max_steps and max_steps > 0 else math.ceil(epochs * per_epoch)
+
+
+def warmup_steps(total: int, warmup: float) -> int:
+    """Warmup steps as ``TrainingArguments.get_warmup_steps``: ``ceil(warmup x total)`` for a ratio < 1, else ``warmup``.
+
+    >>> warmup_steps(96, 0.1), warmup_steps(96, 5), warmup_steps(30, 0)
+    (10, 5, 0)
+    """
+    return int(warmup) if warmup >= 1 else math.ceil(total * warmup)
+
+
 def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
     if allow_none and value is None:
         return
@@ -68,20 +105,9 @@ def effective_batch(per_device: int, grad_accum: int, n_gpus: int = 1, n_example
     if not (isinstance(max_steps, int) and (max_steps == -1 or max_steps > 0)):
         raise ValueError(f"max_steps = {max_steps!r}: must be -1 (use epochs) or a positive int")
     eff = per_device * grad_accum * n_gpus
-    per_epoch = None
-    if n_examples is not None:
-        # Trainer: each device sees ceil(n / (per_device * n_gpus)) batches (the sampler pads the last one),
-        # then an epoch has ceil(batches / grad_accum) optimizer steps (the last step may accumulate fewer).
-        batches = math.ceil(n_examples / (per_device * n_gpus))
-        per_epoch = max(math.ceil(batches / grad_accum), 1)
-    if max_steps > 0:
-        total = max_steps
-    elif per_epoch is not None:
-        total = math.ceil(epochs * per_epoch)
-    else:
-        total = None
-    # Same expression as TrainingArguments.get_warmup_steps for a ratio < 1 (float product, then ceil).
-    warmup = None if total is None else math.ceil(total * warmup_ratio)
+    per_epoch = None if n_examples is None else updates_per_epoch(n_examples, per_device, grad_accum, n_gpus)
+    total = max_steps if max_steps > 0 else None if per_epoch is None else total_steps(max_steps, epochs, per_epoch)
+    warmup = None if total is None else warmup_steps(total, warmup_ratio)
     tokens = None if max_length is None else eff * max_length
     return BatchPlan(per_device, grad_accum, n_gpus, n_examples, eff, per_epoch, total, warmup, tokens)
 

@@ -151,21 +151,34 @@ def check_row(row: Any, index: int = 0, *, tolerate_null_keys: bool = False) -> 
     return None
 
 
-def format_problems(problems: list[RowProblem], source: str = "dataset", limit: int = MAX_LISTED) -> str:
-    """The `ConversationFormatError` message: a header, one line per bad row (capped) and how to drop them.
+def format_problems(problems: list[RowProblem], source: str = "dataset", limit: int = MAX_LISTED,
+                    n_rows: int | None = None) -> str:
+    """The `ConversationFormatError` message: a header, one line per bad row (capped) and how to drop them, or, when
+    every one of ``n_rows`` is bad, why dropping is no fix (it would leave no data).
 
     >>> p = RowProblem(4, None, "messages", "missing 'messages'", "no 'messages' field (fields: ['x'])", "add it")
     >>> print(format_problems([p], "train.jsonl"))
     train.jsonl: 1 invalid row
       row 4, messages: no 'messages' field (fields: ['x']); add it
     To skip invalid rows instead, pass validate="drop" (or drop_invalid=True).
+    >>> print(format_problems([p], "train.jsonl", n_rows=1).splitlines()[-1])
+    Every row is invalid, so dropping them would leave no data: convert the rows (most often: add it).
     """
     lines = [f"{source}: {len(problems)} invalid row{'s' if len(problems) != 1 else ''}"]
     lines += [f"  {p}" for p in problems[:limit]]
     if len(problems) > limit:
         lines.append(f"  ... and {len(problems) - limit} more")
-    lines.append('To skip invalid rows instead, pass validate="drop" (or drop_invalid=True).')
+    if every_row_invalid(problems, n_rows):
+        common = Counter(p.fix.removesuffix(" or drop the row") for p in problems).most_common(1)[0][0]
+        lines.append(f"Every row is invalid, so dropping them would leave no data: convert the rows (most often: {common}).")
+    else:
+        lines.append('To skip invalid rows instead, pass validate="drop" (or drop_invalid=True).')
     return "\n".join(lines)
+
+
+def every_row_invalid(problems: list[RowProblem], n_rows: int | None) -> bool:
+    """True when ``problems`` cover all ``n_rows`` rows (None: unknown, False)."""
+    return bool(n_rows) and len({p.index for p in problems}) >= n_rows
 
 
 def _is_dataset(rows: Any) -> bool:
@@ -196,8 +209,8 @@ def _settle(rows: Any, problems: list[RowProblem], drop_invalid: bool, source: s
     report = ValidationReport(n_rows=len(rows), reasons=dict(Counter(p.reason for p in problems)), problems=problems)
     if not problems:
         return rows, report
-    if not drop_invalid:
-        raise ConversationFormatError(format_problems(problems, source))
+    if not drop_invalid or every_row_invalid(problems, len(rows)):  # dropping all rows would only fail later
+        raise ConversationFormatError(format_problems(problems, source, n_rows=len(rows)))
     bad = {p.index for p in problems}
     keep = [i for i in range(len(rows)) if i not in bad]
     kept = rows.select(keep) if _is_dataset(rows) else [rows[i] for i in keep]

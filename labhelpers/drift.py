@@ -39,3 +39,29 @@ def drifted_keywords(kwargs: dict) -> dict[str, str]:
     {'max_seq_length': 'use max_length=... (TRL 1.x renamed it)'}
     """
     return {k: REMOVED_ARGUMENTS[k] for k in kwargs if k in REMOVED_ARGUMENTS}
+
+
+def explain_drift_where_typed() -> bool:
+    """In a notebook, name the fix right under a ``TypeError`` that an old name causes, in the cell where it was typed
+    (06's TODO cell, not two cells later): IPython shows its usual traceback, then one line ``API drift: ...``. Other
+    errors are left as they are. False outside IPython (nothing to hook).
+
+    >>> explain_drift_where_typed()  # a plain Python process: no IPython shell
+    False
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+
+    def show(shell: object, etype: type, value: BaseException, tb: object, tb_offset: int | None = None) -> None:
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        if _UNEXPECTED.search(str(value)):
+            print(f"API drift: {explain_drift(value)}")
+
+    shell.set_custom_exc((TypeError,), show)
+    return True
+

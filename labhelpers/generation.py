@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import torch
 
 from labhelpers.attention import model_autocast
+from labhelpers.turns import end_of_turn_id
 
 # Prompts outside the training data's domain, asked before and after tuning: what tuning costs shows here.
 CLASSIC_PROMPTS = (
@@ -172,7 +173,8 @@ def reply_token_span(tokenizer: Any, prompt: str, reply: str) -> tuple[list[int]
     if full[:len(head)] != head:
         raise ValueError(f"the chat template renders the prompt {prompt[:40]!r} differently with a reply; "
                          "scoring a reply needs a prefix-preserving template")
-    end = full.index(tokenizer.eos_token_id, len(head)) + 1 if tokenizer.eos_token_id in full[len(head):] else len(full)
+    end_id = end_of_turn_id(tokenizer)
+    end = full.index(end_id, len(head)) + 1 if end_id in full[len(head):] else len(full)
     return full, len(head), end
 
 

@@ -23,17 +23,18 @@ if TYPE_CHECKING:
     from labhelpers.hardware import Recipe
 
 NOT_MEASURED = "not measured"
-END_OF_TURN = "<|im_end|>"  # ChatML: every assistant reply ends with it, so generation must stop on it
+END_OF_TURN = "<|im_end|>"  # SmolLM2's end-of-turn text, for messages; the id always comes from labhelpers.turns
 GENERATION_MARKERS = ("{% generation %}", "{% endgeneration %}")
 CARD_FILE = "README.md"  # the hub shows a repository's README.md as its model card
 
 
 # ------------------------------------------------------------------------------------------ generation config
 def generation_config_for(tokenizer: Any, max_new_tokens: int) -> Any:
-    """Reference generation config for the shared model: greedy, stops at ``<|im_end|>``, pads with the pad token.
+    """Reference generation config for the shared model: greedy, stops at the end-of-turn token its chat template
+    writes (``<|im_end|>`` for SmolLM2, `labhelpers.turns`), pads with the pad token.
 
     >>> class Tok:
-    ...     pad_token_id = 0
+    ...     pad_token_id, eos_token = 0, "<|im_end|>"
     ...     def convert_tokens_to_ids(self, token): return {"<|im_end|>": 2}[token]
     >>> g = generation_config_for(Tok(), 96)
     >>> g.eos_token_id, g.pad_token_id, g.max_new_tokens, g.do_sample
@@ -41,7 +42,9 @@ def generation_config_for(tokenizer: Any, max_new_tokens: int) -> Any:
     """
     from transformers import GenerationConfig
 
-    return GenerationConfig(eos_token_id=tokenizer.convert_tokens_to_ids(END_OF_TURN), pad_token_id=tokenizer.pad_token_id,
+    from labhelpers.turns import end_of_turn_id
+
+    return GenerationConfig(eos_token_id=end_of_turn_id(tokenizer), pad_token_id=tokenizer.pad_token_id,
                             max_new_tokens=max_new_tokens, do_sample=False)
 
 

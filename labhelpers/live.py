@@ -144,6 +144,18 @@ class LiveCurves(TrainerCallback):
         self.render_s += self._last_render_s
         self._show(png)
 
+    def show_log(self, log_history: Sequence[Mapping[str, Any]]) -> None:
+        """Draw a run that was loaded, not trained (`labhelpers.training.load_finished_run`): its curves from its log,
+        saved at ``path`` and shown once, as at the end of training."""
+        self.points = curve_points(log_history)
+        self._finish()
+
+    def _finish(self) -> None:
+        png = self._render()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_bytes(png)
+        self._show(png)  # live: the last update of the same output; headless notebook: the figure, once
+
     # -- TrainerCallback events ---------------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.points = curve_points(state.log_history)  # a resumed run starts with the curves of its checkpoint
@@ -163,9 +175,5 @@ class LiveCurves(TrainerCallback):
             self._redraw()
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if not state.is_world_process_zero:
-            return
-        png = self._render()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_bytes(png)
-        self._show(png)  # live: the last update of the same output; headless notebook: the figure, once
+        if state.is_world_process_zero:
+            self._finish()

@@ -17,6 +17,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from labhelpers.chat import TemplateError, template_mismatches, training_chat_template
 from labhelpers.hub import use_hub
+from labhelpers.turns import end_of_turn_id
 
 if TYPE_CHECKING:
     from labhelpers.hardware import Recipe
@@ -256,6 +258,51 @@ def attention_note(recipe: "Recipe") -> str:
     return ""
 
 
+TIED_HEAD_NOTE = ("the best checkpoint is loaded; the Trainer's 'missing keys: lm_head.weight' is harmless here: the "
+                  "output head is tied to the input embeddings, saved once, and loaded with them")
+
+
+class _TiedHeadNote(logging.Filter):
+    """Turns transformers' "There were missing keys in the checkpoint model loaded: ['lm_head.weight']" (logged after
+    ``load_best_model_at_end`` on a model whose head is the embedding matrix) into one plain line saying why nothing is
+    lost: in a lab whose point is that warnings matter, a red false alarm teaches students to ignore them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        tied_head_only = message.endswith("['lm_head.weight'].")
+        if message.startswith("There were missing keys in the checkpoint model loaded") and tied_head_only:
+            print(TIED_HEAD_NOTE)
+            return False
+        return True
+
+
+def explain_tied_head_warning() -> None:
+    """Install :class:`_TiedHeadNote` on transformers' Trainer logger (once).
+
+    >>> explain_tied_head_warning(); explain_tied_head_warning()
+    >>> sum(isinstance(f, _TiedHeadNote) for f in logging.getLogger("transformers.trainer").filters)
+    1
+    """
+    trainer_logger = logging.getLogger("transformers.trainer")
+    if not any(isinstance(f, _TiedHeadNote) for f in trainer_logger.filters):
+        trainer_logger.addFilter(_TiedHeadNote())
+
+
+def hide_setup_progress_bars() -> None:
+    """Hide the progress bars that tell a student nothing: transformers' "Loading weights" and datasets' per-map bars
+    (TRL's "Tokenizing", "Truncating", "Dropping fully masked examples"..., a dozen above the preflight table). The
+    Trainer's own step bar stays: that one is progress. ``datasets.enable_progress_bars()`` brings them back.
+
+    >>> hide_setup_progress_bars(); import datasets; datasets.is_progress_bar_enabled()
+    False
+    """
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+
+
 def load_model_and_tokenizer(
     model_id: str = DEFAULT_MODEL_ID,
     recipe: "Recipe | None" = None,
@@ -274,6 +321,7 @@ def load_model_and_tokenizer(
         from labhelpers.hardware import detect_recipe
 
         recipe = detect_recipe()
+    hide_setup_progress_bars()
     start = time.perf_counter()
     path, source = resolve_model(model_id)
     tokenizer = prepare_tokenizer_for_sft(AutoTokenizer.from_pretrained(path))
@@ -282,9 +330,11 @@ def load_model_and_tokenizer(
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+    model.generation_config.eos_token_id = end_of_turn_id(tokenizer)  # the token the chat template ends replies with
     info = LoadInfo(model_id, source, path, time.perf_counter() - start)
     model.lab_load_info = info
+    if getattr(model.config, "tie_word_embeddings", False):
+        explain_tied_head_warning()
     if verbose:
         print(f"Loaded {info} | {model.device} | dtype {model.dtype} | attention {model.config._attn_implementation}"
               + attention_note(recipe))

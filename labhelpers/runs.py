@@ -86,6 +86,19 @@ def checkpoint_dir(run: Path) -> Path:
     return Path(root).expanduser() / run.name / "sft" if root else run / "sft"
 
 
+def experiment_dir(checkpoints: Path, **changes: Any) -> Path:
+    """The checkpoint folder of a run whose settings a student changed (``None`` values: unchanged), kept apart from
+    the recipe's run: ``sft`` stays the recipe's, ``sft-learning_rate0.0001-max_length256`` holds that experiment, so
+    resuming never mixes two configurations and the recipe's checkpoints are never refused or overwritten.
+
+    >>> experiment_dir(Path("runs/ci/sft"), learning_rate=None).name, experiment_dir(Path("runs/ci/sft"), learning_rate=1e-4).name
+    ('sft', 'sft-learning_rate0.0001')
+    """
+    named = [f"{key}{value:g}" if isinstance(value, float) else f"{key}{value}"
+             for key, value in sorted(changes.items()) if value is not None]
+    return checkpoints.with_name("-".join([checkpoints.name, *named])) if named else checkpoints
+
+
 DATASET_FILE = "dataset.txt"  # which dataset a run folder's results come from
 
 

@@ -8,10 +8,11 @@ notebooks call so they still run when notebook 06 has not (it trains the referen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
     from labhelpers.hardware import Recipe
@@ -204,7 +205,7 @@ def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str, ca
 
     from labhelpers.data import load_chat_dataset
     from labhelpers.models import load_model_and_tokenizer
-    from labhelpers.runs import checkpoint_dir, save_metrics
+    from labhelpers.runs import checkpoint_dir
 
     model, tokenizer = load_model_and_tokenizer(model_id, recipe)
     data = load_chat_dataset(dataset)
@@ -216,10 +217,25 @@ def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str, ca
     trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
                          callbacks=callbacks)
     train_or_explain_oom(trainer, recipe, resume_from_checkpoint=resume_point(config))
+    return save_finished_run(run, trainer, tokenizer)
+
+
+FINISHED_RUN_METRICS = ("first_train_loss", "last_train_loss", "first_eval_loss", "last_eval_loss", "best_eval_loss",
+                        "best_eval_step", "train_curve", "eval_curve", "log_history", "best_checkpoint")
+
+
+def save_finished_run(run: Path, trainer: Any, tokenizer: Any) -> Path:
+    """What a finished reference run leaves in the run folder, whoever trained it (notebook 06 or
+    :func:`reference_sft_run`): the model and tokenizer in ``run/sft/final`` (what 09-13 load) and
+    ``metrics/training.json`` with the log summary, the whole log history and the best checkpoint (what 07 reads).
+    Returns the final model's folder."""
+    from labhelpers.runs import save_metrics
+
     final = run / "sft" / "final"
     trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
-    save_metrics(run, "training", {**log_summary(trainer.state.log_history), "log_history": trainer.state.log_history})
+    save_metrics(run, "training", {**log_summary(trainer.state.log_history), "log_history": trainer.state.log_history,
+                                   "best_checkpoint": trainer.state.best_model_checkpoint})
     return final
 
 
@@ -316,9 +332,10 @@ def out_of_memory_message(model: Any, recipe: Recipe, gpu_gib: float | None) -> 
     return "\n".join(lines)
 
 
-def resume_finished_run(trainer: Any, checkpoint: str | Path | None) -> Any | None:
+def load_finished_run(trainer: Any, checkpoint: str | Path | None) -> Any | None:
     """A ``TrainOutput`` when ``checkpoint`` already holds the whole run (its step >= ``max_steps``): its trainer state
-    and its best weights (or its own) are loaded into ``trainer``, and nothing is trained. None otherwise.
+    and its best weights (or its own) are loaded into ``trainer``, its curves are drawn by the trainer's callbacks
+    that can (``LiveCurves.show_log``), and nothing is trained. None otherwise.
 
     Needed because transformers 5.x, asked to resume a finished run that ends mid-epoch, trains one step past
     ``max_steps`` (measured: a 30-step run over 40 batches resumed to checkpoint-31, then 32 on the next re-run).
@@ -340,32 +357,44 @@ def resume_finished_run(trainer: Any, checkpoint: str | Path | None) -> Any | No
     trainer.state = state
     print(f"the run in {checkpoint.parent} is finished (step {state.global_step} of {trainer.args.max_steps}): "
           f"loaded {best.name}{' (the best evaluated)' if best != checkpoint else ''} instead of training again")
+    for callback in trainer.callback_handler.callbacks:  # the curves of the loaded run, as training would draw them
+        if hasattr(callback, "show_log"):
+            callback.show_log(state.log_history)
     losses = [e["loss"] for e in state.log_history if "loss" in e]
     return TrainOutput(state.global_step, sum(losses) / len(losses) if losses else float("nan"),
                        {"global_step": state.global_step, "trained_now": 0})
 
 
-def train_or_explain_oom(trainer: Any, recipe: Recipe, resume_from_checkpoint: str | None = None,
-                         gpu_gib: float | None = None) -> Any:
-    """``trainer.train(...)``; an out-of-memory error stops the run with :func:`out_of_memory_message` instead.
+@contextlib.contextmanager
+def training_guards(trainer: Any, recipe: Recipe, checkpoint: str | Path | None = None,
+                    gpu_gib: float | None = None) -> Iterator[None]:
+    """Around ``trainer.train(...)``: a resumed run skips ``eval_on_start`` (its checkpoint's log already has that
+    evaluation; transformers would add a second point at the resume step), and running out of GPU memory stops with
+    :func:`out_of_memory_message` (the estimate and what would fit) instead of a CUDA traceback.
 
-    A checkpoint that already holds the whole run is loaded, not trained on (:func:`resume_finished_run`); a resumed
-    run skips ``eval_on_start`` (its checkpoint's log already has that evaluation).
+        with training_guards(trainer, recipe, checkpoint):
+            trainer.train(resume_from_checkpoint=checkpoint)
     """
     import torch
 
-    finished = resume_finished_run(trainer, resume_from_checkpoint)
-    if finished is not None:
-        return finished
-    # transformers evaluates at start on a resumed run too: the curve would get a second point at the resume step
     start_eval = trainer.args.eval_on_start
-    trainer.args.eval_on_start = start_eval and resume_from_checkpoint is None
+    trainer.args.eval_on_start = start_eval and checkpoint is None
     try:
-        return trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        yield
     except torch.OutOfMemoryError:
         if gpu_gib is None and torch.cuda.is_available():
             gpu_gib = torch.cuda.get_device_properties(0).total_memory / 1024**3
-        message = out_of_memory_message(trainer.model, recipe, gpu_gib)
+        raise TrainingOutOfMemory(out_of_memory_message(trainer.model, recipe, gpu_gib)) from None
     finally:
         trainer.args.eval_on_start = start_eval
-    raise TrainingOutOfMemory(message)
+
+
+def train_or_explain_oom(trainer: Any, recipe: Recipe, resume_from_checkpoint: str | None = None,
+                         gpu_gib: float | None = None) -> Any:
+    """Notebook 06's training step in one call (the reference run of other notebooks): :func:`load_finished_run`,
+    else ``trainer.train(...)`` inside :func:`training_guards`."""
+    finished = load_finished_run(trainer, resume_from_checkpoint)
+    if finished is not None:
+        return finished
+    with training_guards(trainer, recipe, resume_from_checkpoint, gpu_gib):
+        return trainer.train(resume_from_checkpoint=resume_from_checkpoint)

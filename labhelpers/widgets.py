@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from labhelpers.batching import warmup_steps
 from labhelpers.display import (IGNORE_INDEX, MASKED_STYLE, TRAINED_STYLE, HTMLText, render_masked_tokens, token_pieces,
                                 token_roles)
 from labhelpers.plots import figure_png
+from labhelpers.turns import end_of_turn_id, turn_start_token
+
+LABEL_STYLE = {"description_width": "initial"}  # the whole label ("warmup ratio", "temperature"), never cut
 
 ROLES = ("system", "user", "assistant", "template")  # rows of the count table, in this order ("pad", "other" if any)
 SCHEDULES = ("cosine", "linear", "constant_with_warmup", "constant", "cosine_with_restarts", "polynomial",
@@ -78,15 +81,16 @@ def token_kinds(tokenizer: Any, input_ids: Sequence[int]) -> list[str]:
 
     >>> text = {0: "<pad>", 1: "<|im_start|>", 2: "<|im_end|>", 3: "user", 4: "ass", 5: "istant", 7: "Hi", 9: "\\n"}
     >>> class Toy:
-    ...     pad_token_id = 0
+    ...     pad_token_id, eos_token = 0, "<|im_end|>"
     ...     def convert_tokens_to_ids(self, token): return {"<|im_start|>": 1, "<|im_end|>": 2}[token]
     ...     def decode(self, ids, skip_special_tokens=False): return "".join(text[i] for i in ids)
     >>> token_kinds(Toy(), [1, 3, 9, 7, 2, 9, 1, 4, 5, 9, 7, 2, 0])
     ['template', 'template', 'template', 'user', 'template', 'template', 'template', 'template', 'template', 'template', 'assistant', 'template', 'pad']
     """
     ids = [int(i) for i in input_ids]
-    start_id = tokenizer.convert_tokens_to_ids("<|im_start|>")
-    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    start = turn_start_token(tokenizer)
+    start_id = tokenizer.convert_tokens_to_ids(start) if start else None
+    end_id = end_of_turn_id(tokenizer)
     kinds = ["other" if role == "none" else role for role in token_roles(tokenizer, ids)]
     pieces = token_pieces(tokenizer, ids)
     in_header = False
@@ -107,7 +111,7 @@ def role_counts(tokenizer: Any, input_ids: Sequence[int], labels: Sequence[int])
 
     >>> text = {1: "<|im_start|>", 2: "<|im_end|>", 3: "user", 4: "ass", 5: "istant", 7: "Hi", 9: "\\n"}
     >>> class Toy:
-    ...     pad_token_id = 0
+    ...     pad_token_id, eos_token = 0, "<|im_end|>"
     ...     def convert_tokens_to_ids(self, token): return {"<|im_start|>": 1, "<|im_end|>": 2}[token]
     ...     def decode(self, ids, skip_special_tokens=False): return "".join(text[i] for i in ids)
     >>> ids = [1, 3, 9, 7, 2, 9, 1, 4, 5, 9, 7, 2]
@@ -188,15 +192,6 @@ def mask_explorer(rows: Sequence[Any], tokenizer: Any,
 
 
 # -- 08: learning-rate schedules ---------------------------------------------------------------------------------------
-def warmup_steps(total_steps: int, warmup: float) -> int:
-    """Warmup steps as ``TrainingArguments.get_warmup_steps``: ``ceil(warmup * total)`` for a ratio < 1, else ``warmup``.
-
-    >>> warmup_steps(96, 0.1), warmup_steps(96, 5)
-    (10, 5)
-    """
-    return int(warmup) if warmup >= 1 else math.ceil(total_steps * warmup)
-
-
 def schedule_curve(name: str, peak_lr: float, warmup_ratio: float, total_steps: int) -> list[float]:
     """LR of optimizer steps 1..total under ``transformers.get_scheduler(name)``, as Trainer applies (and logs) them.
 
@@ -267,11 +262,12 @@ def schedule_explorer(run_lrs: Sequence[tuple[int, float]] | None = None, *, nam
     names = SCHEDULES if name in SCHEDULES else (name, *SCHEDULES)
     scheduler = w.Dropdown(options=names, value=name, description="scheduler")
     peak = w.FloatLogSlider(value=peak_lr, base=10, min=-6, max=-2, step=0.1, description="peak LR",
-                            readout_format=".1e", continuous_update=False)
+                            readout_format=".1e", continuous_update=False, style=LABEL_STYLE)
     warmup = w.FloatSlider(value=warmup_ratio, min=0.0, max=0.5, step=0.01, description="warmup ratio",
-                           continuous_update=False)
-    total = w.IntSlider(value=total_steps, min=1, max=max(2000, total_steps), description="total steps",
-                        continuous_update=False)
+                           continuous_update=False, style=LABEL_STYLE)
+    # a range around the run (a 30-step run's handle is usable), up to 4x its length
+    total = w.IntSlider(value=total_steps, min=1, max=max(50, 4 * total_steps), description="total steps",
+                        continuous_update=False, style=LABEL_STYLE)
     out = w.Output()
 
     def png() -> bytes:
@@ -417,9 +413,11 @@ def chat_compare(base_model: Any, tuned_model: Any, tokenizer: Any, score: Calla
 
     text = w.Textarea(value=prompt, description="prompt", layout=w.Layout(width="95%", height="4em"))
     mode = w.ToggleButtons(options=DECODING, value="greedy", description="decoding")
-    temperature = w.FloatSlider(value=0.7, min=0.05, max=1.5, step=0.05, description="temperature", disabled=True)
-    top_p = w.FloatSlider(value=0.9, min=0.05, max=1.0, step=0.05, description="top_p", disabled=True)
-    budget = w.IntSlider(value=max_new_tokens, min=1, max=512, description="new tokens")
+    temperature = w.FloatSlider(value=0.7, min=0.05, max=1.5, step=0.05, description="temperature", disabled=True,
+                                style=LABEL_STYLE)
+    top_p = w.FloatSlider(value=0.9, min=0.05, max=1.0, step=0.05, description="top_p", disabled=True,
+                          style=LABEL_STYLE)
+    budget = w.IntSlider(value=max_new_tokens, min=1, max=512, description="new tokens", style=LABEL_STYLE)
     button = w.Button(description="Generate", button_style="primary", icon="play")
     views = {name: w.HTML(value=reply_html(first[name], verdict(first[name], score))) for name in models}
     columns = [w.VBox([w.HTML(f"<b>{html.escape(name)}</b>"), views[name]], layout=w.Layout(width="50%"))
@@ -431,9 +429,10 @@ def chat_compare(base_model: Any, tuned_model: Any, tokenizer: Any, score: Calla
     def update(*_: Any) -> None:
         kwargs = generation_kwargs(mode.value, temperature.value, top_p.value, budget.value)
         button.disabled = True
+        for view in views.values():  # no reply of the previous prompt stays beside the new one
+            view.value = reply_html("…")
         try:
             for name, model in models.items():
-                views[name].value = reply_html("…")
                 def show(so_far: str, view: Any = views[name]) -> None:
                     view.value = reply_html(so_far)  # each streamed piece: the reply so far
 

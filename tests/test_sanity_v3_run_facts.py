@@ -26,12 +26,14 @@ def _args(**changes):
 
 # (name, SFTConfig fields changed from the ci run's, words of the warning, or None for its healthy twin)
 OVERRIDES = [
-    ("max_steps overrides 3 epochs", dict(num_train_epochs=3.0), "max_steps=30 overrides num_train_epochs=3"),
-    ("3 epochs without max_steps", dict(num_train_epochs=3.0, max_steps=-1), None),
+    ("max_steps overrides 5 epochs", dict(num_train_epochs=5.0), "max_steps=30 overrides num_train_epochs=5"),
+    ("5 epochs without max_steps", dict(num_train_epochs=5.0, max_steps=-1), None),
+    ("max_steps, num_train_epochs left at the Trainer's default 3", dict(num_train_epochs=3.0), None),
     ("the ci run: 30 steps, num_train_epochs unused", {}, None),
     ("eval_steps without an eval strategy", dict(eval_strategy="no"), "eval_steps=5 is ignored with eval_strategy='no'"),
     ("save_steps with the epoch strategy", dict(save_strategy="epoch"), "save_steps=15 is ignored with save_strategy='epoch'"),
-    ("logging_steps with no logging", dict(logging_strategy="no"), "logging_steps=1 is ignored with logging_strategy='no'"),
+    ("logging_steps with logging by epoch", dict(logging_strategy="epoch"), "logging_steps=1 is ignored with logging_strategy='epoch'"),
+    ("save_steps with saving turned off: a choice", dict(save_strategy="no"), None),
     ("save_strategy epoch, save_steps left at its default", dict(save_strategy="epoch", save_steps=500), None),
 ]
 
@@ -49,9 +51,9 @@ def test_a_setting_that_does_nothing_is_named_and_its_twin_is_not(name, changes,
 
 
 def test_the_override_fix_is_the_one_that_keeps_what_the_user_meant():
-    args = _args(num_train_epochs=3.0)
+    args = _args(num_train_epochs=5.0)
     finding = overridden_findings(args, plan_run(args, 40), True)[0]
-    assert "the run is 30 steps = 0.75 epochs, not 3" in finding.message
+    assert "the run is 30 steps = 0.75 epochs, not 5" in finding.message
     assert "max_steps=-1" in finding.fix and "leave num_train_epochs out" in finding.fix
 
 
@@ -59,7 +61,7 @@ def test_the_facts_block_states_the_plan():
     args = _args()
     facts = run_fact_findings(args, plan_run(args, 40), 160, True, None)[0]
     assert facts.check == "run_facts" and facts.status == "pass"
-    for words in ("30 optimizer steps of 4 rows", "0.75 epoch of 160 rows", "7 evaluations (one before the first step)",
+    for words in ("30 optimizer steps of 4 rows", "0.75 epoch of 160 rows (max_steps=30 ends it)", "7 evaluations (one before the first step)",
                   "2 checkpoints written, up to 2 kept", "warmup 3 steps to lr 0.0002, then cosine"):
         assert words in facts.message, facts.message
 

@@ -20,6 +20,22 @@ from tools import lock
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
+def pinned_source(source: str, where: str = "[project.urls] Colab-install") -> str:
+    """``source`` when it is a git URL pinned to a tag or commit, else a ValueError naming ``where`` it came from.
+
+    >>> pinned_source("git+https://github.com/uni/sft-class@2026-spring")
+    'git+https://github.com/uni/sft-class@2026-spring'
+    >>> pinned_source("git+https://github.com/uni/sft-class@main", "--source")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --source = 'git+https://github.com/uni/sft-class@main': pin it to a release tag or commit ...
+    """
+    if "@" not in source.split("//", 1)[-1] or source.rsplit("@", 1)[1] in ("main", "master", "HEAD"):
+        raise ValueError(f"{where} = {source!r}: pin it to a release tag or commit "
+                         "('git+https://github.com/OWNER/NAME@vX.Y.Z'), never a moving branch")
+    return source
+
+
 def labhelpers_source(pyproject: Path = PYPROJECT) -> str:
     """What the install cell hands pip for labhelpers: ``[project.urls] Colab-install``, a git URL pinned to a tag.
 
@@ -27,32 +43,33 @@ def labhelpers_source(pyproject: Path = PYPROJECT) -> str:
     'git+https://github.com/sft-lab/sft-lab@v0.1.0'
     """
     project = tomllib.loads(pyproject.read_text())["project"]
-    source = project["urls"]["Colab-install"]
-    if "@" not in source.split("//", 1)[-1] or source.rsplit("@", 1)[1] in ("main", "master", "HEAD"):
-        raise ValueError(f"[project.urls] Colab-install = {source!r}: pin it to a release tag or commit "
-                         "('git+https://github.com/OWNER/NAME@vX.Y.Z'), never a moving branch")
-    return source
+    return pinned_source(project["urls"]["Colab-install"])
 
 
-def repository_and_ref(pyproject: Path = PYPROJECT) -> tuple[str, str]:
-    """(``owner/name``, tag) of the GitHub source the badges open.
+def repository_and_ref(pyproject: Path = PYPROJECT, source: str | None = None) -> tuple[str, str]:
+    """(``owner/name``, tag) of the GitHub source the badges open: ``source`` (a release's) or pyproject's.
 
     >>> repository_and_ref()
     ('sft-lab/sft-lab', 'v0.1.0')
+    >>> repository_and_ref(source="git+https://github.com/uni/sft-class.git@2026-spring")
+    ('uni/sft-class', '2026-spring')
     """
-    match = re.fullmatch(r"git\+https://github\.com/([^/@]+/[^/@]+?)(?:\.git)?@(.+)", labhelpers_source(pyproject))
+    source = source or labhelpers_source(pyproject)
+    match = re.fullmatch(r"git\+https://github\.com/([^/@]+/[^/@]+?)(?:\.git)?@(.+)", source)
     if not match:
-        raise ValueError("[project.urls] Colab-install must be git+https://github.com/OWNER/NAME@REF")
+        raise ValueError(f"{source!r}: the Colab source must be git+https://github.com/OWNER/NAME@REF (the badges open "
+                         "the notebooks there, the install cell installs labhelpers from there)")
     return match.group(1), match.group(2)
 
 
-def badge_markdown(notebook_path: str) -> str:
-    """Markdown of the Open-in-Colab badge for a notebook path inside the repository, at the pinned tag.
+def badge_markdown(notebook_path: str, source: str | None = None) -> str:
+    """Markdown of the Open-in-Colab badge for a notebook path inside the repository (``source``, default
+    pyproject's Colab-install), at the pinned tag.
 
     >>> print(badge_markdown("notebooks/01_setup.ipynb"))
     [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/sft-lab/sft-lab/blob/v0.1.0/notebooks/01_setup.ipynb)
     """
-    repository, ref = repository_and_ref()
+    repository, ref = repository_and_ref(source=source)
     url = f"https://colab.research.google.com/github/{repository}/blob/{ref}/{notebook_path}"
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
@@ -66,11 +83,12 @@ def _pin_list(pins: list[str], per_line: int = 4) -> list[str]:
     return ["        " + " ".join(f'"{p}",' for p in pins[i:i + per_line]) for i in range(0, len(pins), per_line)]
 
 
-def install_cell_source(lock_path: Path = lock.LOCK) -> str:
+def install_cell_source(lock_path: Path = lock.LOCK, source: str | None = None) -> str:
     """Source of the install cell. In Colab: record the versions present, install exactly the lock's ``colab`` pins
     and labhelpers from its pinned source, stop with what to do when labhelpers does not import, check every pin
     (and ask for a restart if a loaded package changed), and with ``USE_DRIVE`` keep
     what notebooks share on Google Drive while checkpoints stay on the runtime's disk. Does nothing outside Colab.
+    ``source`` is where labhelpers comes from (default pyproject's Colab-install; a release passes its own).
 
     >>> cell = install_cell_source()
     >>> "git+https://github.com/sft-lab/sft-lab@v0.1.0" in cell and '"kernels==' in cell and '"torch==' not in cell
@@ -81,7 +99,7 @@ def install_cell_source(lock_path: Path = lock.LOCK) -> str:
         "import os, sys",
         "",
         "USE_DRIVE = False  # Colab: True keeps what notebooks share (tuned model, metrics, replies) on Google Drive",
-        f'LABHELPERS_SOURCE = "{labhelpers_source()}"  # or a zip URL, a Drive folder, a local path',
+        f'LABHELPERS_SOURCE = "{source or labhelpers_source()}"  # or a zip URL, a Drive folder, a local path',
         'if "google.colab" in sys.modules:',
         "    PINS = [  # generated from requirements.lock by tools/colab.py: torch, the kernel and ipywidgets stay Colab's",
         *_pin_list(lock.colab_pins(lock_path)),

@@ -37,6 +37,7 @@ TAG_PARAMETERS = "parameters"  # papermill parameters: copied as is, never annot
 TAG_RAISES = "raises-exception"  # nbval: an exception in this cell is tolerated (see README)
 TAG_NOTICE = "generated-notice"  # first cell of every generated notebook: the note for students
 META_KEY = "labhelpers"  # notebook metadata of a generated copy: where it comes from, for maintainers
+TODO_KEY = "sft_lab"  # cell metadata of a TODO cell: {"todo": "04.build_labels"} (+ "given": true in a release)
 DEFAULT_KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 DEPENDENT_NOTE = "# (runs after you finish the TODO above: it uses {names})"
 GUARD = "require_todo({names})"  # labhelpers.checks.require_todo: one clear line while the TODO is not done
@@ -45,8 +46,9 @@ NOTICE = (
     "> **How to work through this notebook.** Fill in the code cells marked `TODO` (each one raises "
     "`NotImplementedError` until you do). Run the check cell right after each TODO: it tells you what is right, or "
     "exactly what is wrong and how to fix it. Cells further down that need your TODO stop with \"run the TODO above "
-    "first\" until it is done. Stuck? Read the hint in the `# TODO:` comment, then the answers under \"Check your "
-    "understanding\" at the end."
+    "first\" until it is done. Stuck? Read the hint in the `# TODO:` comment, then ask for more: {hints} (from "
+    "`labhelpers.checks`) shows a nudge first and says more on each call. The last cell shows your checks' verdicts so "
+    "far. The answers under \"Check your understanding\" are at the end."
 )
 NOTICE_NO_TODO = "> **This notebook has no TODO:** run the cells in order and read along."
 GENERATED_NOTE = (
@@ -605,8 +607,66 @@ def cell_id(name: str, index: int) -> str:
     return hashlib.sha256(f"{name}:{index}".encode()).hexdigest()[:12]
 
 
+def _judged_name(cells: list[NotebookNode], i: int) -> str:
+    """What TODO cell `i` is judged as: the `check_*` function its check cell calls (the first code cell after it, up
+    to the next TODO, that calls one), else the first name the solution defines, else `todo<i>`.
+
+    >>> cells = [nbformat.v4.new_code_cell(s) for s in ("def f(x):\\n    return x", "print(f(1))", "check_f(f)")]
+    >>> _judged_name(cells, 0), _judged_name(cells[:2], 0)
+    ('check_f', 'f')
+    """
+    for cell in cells[i + 1:]:
+        if cell.cell_type != "code":
+            continue
+        if TAG_SOLUTION in cell_tags(cell):
+            break
+        tree = parse_cell(cell.source)
+        calls = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)] \
+            if tree else []
+        found = next((name for name in calls if name.startswith("check_")), None)
+        if found:
+            return found
+    tree = parse_cell(cells[i].source)
+    if tree is not None:
+        _, own = _todo_effect(tree, find_regions(cells[i].source) if has_markers(cells[i].source) else [])
+        if own:
+            return own[0]
+    return f"todo{i}"
+
+
+def todo_ids(nb: NotebookNode, name: str, path: str | Path = "<notebook>") -> dict[int, str]:
+    """{cell index: TODO id} of the `solution` cells of notebook `name` (labhelpers.checks.core.todo_id: the notebook's
+    number and the name its check judges, `04.build_labels`); raises `NotebookMarkerError` when two share an id."""
+    from labhelpers.checks.core import todo_id
+
+    found: dict[int, str] = {}
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and TAG_SOLUTION in cell_tags(cell):
+            found[i] = todo_id(name, _judged_name(nb.cells, i))
+            twin = next((k for k, other in found.items() if other == found[i] and k != i), None)
+            if twin is not None:
+                raise NotebookMarkerError(path, i, None, f"TODO id {found[i]!r} is also cell {twin}'s (both are "
+                                          "judged by the same check); give each TODO its own check function")
+    return found
+
+
+def with_todo_ids(nb: NotebookNode, name: str, path: str | Path = "<notebook>") -> NotebookNode:
+    """Copy of `nb` whose TODO cells carry their id in metadata (`"sft_lab": {"todo": "04.build_labels"}`); a stale id
+    on a cell that is no longer a TODO is removed (a release's given TODO, marked `"given": true`, keeps its id)."""
+    nb = copy.deepcopy(nb)
+    ids = todo_ids(nb, name, path)
+    for i, cell in enumerate(nb.cells):
+        meta = cell.setdefault("metadata", {})
+        if i in ids:
+            meta[TODO_KEY] = {"todo": ids[i]}
+        elif TODO_KEY in meta and not meta[TODO_KEY].get("given"):
+            del meta[TODO_KEY]
+    return nb
+
+
 def clean_notebook(nb: NotebookNode, name: str) -> NotebookNode:
-    """Copy of `nb` as nbformat 4.5 with no outputs or counts, allowlisted metadata and ids derived from `name`."""
+    """Copy of `nb` as nbformat 4.5 with no outputs or counts, allowlisted metadata (tags, TODO id) and ids derived
+    from `name`."""
     nb = copy.deepcopy(nb)
     nb.nbformat, nb.nbformat_minor = 4, 5
     # Every lab notebook runs on the standard Python 3 kernel; papermill and nbval need it named.
@@ -614,7 +674,8 @@ def clean_notebook(nb: NotebookNode, name: str) -> NotebookNode:
     nb.metadata = nbformat.from_dict(meta)
     for i, cell in enumerate(nb.cells):
         tags = cell_tags(cell)
-        cell.metadata = nbformat.from_dict({"tags": tags} if tags else {})
+        todo = cell.get("metadata", {}).get(TODO_KEY)
+        cell.metadata = nbformat.from_dict({**({"tags": tags} if tags else {}), **({TODO_KEY: todo} if todo else {})})
         cell.id = cell_id(name, i)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -625,9 +686,10 @@ BADGE_PREFIX = "[![Open In Colab]"
 INSTALL_PREFIX = "# Install cell:"
 
 
-def with_colab_cells(nb: NotebookNode, name: str) -> NotebookNode:
+def with_colab_cells(nb: NotebookNode, name: str, source: str | None = None) -> NotebookNode:
     """Copy of `nb` whose Colab badge (cell 0's first line) and install cell (cell 1) are regenerated from
-    `tools.colab`, i.e. from the versions in pyproject.toml. Notebooks without those two cells are returned as is.
+    `tools.colab`, i.e. from the versions in pyproject.toml, pointing at `source` (default: pyproject's
+    Colab-install; a release passes its own). Notebooks without those two cells are returned as is.
     """
     from tools import colab
 
@@ -637,9 +699,9 @@ def with_colab_cells(nb: NotebookNode, name: str) -> NotebookNode:
     badge, install = nb.cells[0], nb.cells[1]
     if badge.cell_type == "markdown" and badge.source.startswith(BADGE_PREFIX):
         rest = badge.source.split("\n", 1)[1:]
-        badge.source = "\n".join([colab.badge_markdown(f"notebooks/{name}.ipynb"), *rest])
+        badge.source = "\n".join([colab.badge_markdown(f"notebooks/{name}.ipynb", source), *rest])
     if install.cell_type == "code" and install.source.startswith(INSTALL_PREFIX):
-        install.source = colab.install_cell_source()
+        install.source = colab.install_cell_source(source=source)
     return nb
 
 
@@ -700,7 +762,7 @@ def to_student(solution: NotebookNode, source: str, path: str | Path | None = No
     (e.g. 'solutions/01_x.ipynb')."""
     path = path or source
     check_markers(solution, path)  # 1. fail before changing anything
-    nb = copy.deepcopy(solution)
+    nb = with_todo_ids(solution, Path(source).stem, path)  # each TODO cell keeps its id in the student copy
     cells = nb.cells
     todo = {i for i, c in enumerate(cells) if TAG_SOLUTION in cell_tags(c)}
     dropped = {i for i, c in enumerate(cells) if TAG_SOLUTION_ONLY in cell_tags(c)}
@@ -719,7 +781,9 @@ def to_student(solution: NotebookNode, source: str, path: str | Path | None = No
         cells[i].source = stub_solutions(cells[i].source, path, i)
         _add_tag(cells[i], TAG_RAISES)
     nb.cells = [c for i, c in enumerate(cells) if i not in dropped]  # 6. indexes are no longer needed
-    note = NOTICE if todo - dropped else NOTICE_NO_TODO
+    ids = [cells[i].metadata[TODO_KEY]["todo"] for i in sorted(todo - dropped)]
+    hints = " or ".join(f'`hint("{todo_id}")`' for todo_id in ids)
+    note = NOTICE.format(hints=hints) if ids else NOTICE_NO_TODO
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(note, metadata={"tags": [TAG_NOTICE]}))  # 7.
     nb = clean_notebook(nb, Path(source).stem)  # 8. ids follow the final positions; metadata allowlisted
     nb.metadata[META_KEY] = {"generated": GENERATED_NOTE.format(source=source)}  # 9. for maintainers only
@@ -816,7 +880,8 @@ def clean(solutions: Path = Path("solutions")) -> list[Path]:
     _require_dir(solutions, "--solutions")
     changed = []
     for path in sorted(solutions.glob("*.ipynb")):
-        cleaned = with_colab_cells(clean_notebook(read_notebook(path), path.stem), path.stem)
+        cleaned = with_colab_cells(clean_notebook(with_todo_ids(read_notebook(path), path.stem, path), path.stem),
+                                   path.stem)
         if _write_if_changed(path, render(cleaned)):
             changed.append(path)
     return changed

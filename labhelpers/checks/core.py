@@ -5,9 +5,17 @@ a fix), and the :func:`require_todo` guard the student copies call in cells that
 :class:`TodoCheckError` shows as its message alone (the mistake and its fix), without a traceback.
 
 The checks themselves live one module per notebook next to this one (``nb05_packing.py`` holds notebook 05's).
+
+Every TODO has a stable id, :func:`todo_id`: the notebook's number and the name its check judges
+(``check_build_labels`` in notebook 04 judges ``04.build_labels``). Each verdict a check reaches in a notebook (its
+:func:`passed` line, or the :class:`TodoCheckError` Jupyter shows) is appended to the run folder's progress file
+(:mod:`labhelpers.progress`) without changing what the check prints; nothing is recorded when no run folder is
+found, and recording never fails a check.
 """
 
 from __future__ import annotations
+
+import re
 
 
 class TodoCheckError(AssertionError):
@@ -22,16 +30,20 @@ class TodoCheckError(AssertionError):
     __module__ = "labhelpers.checks"
 
     def _render_traceback_(self) -> list[str]:  # IPython shows these lines instead of the traceback
+        if not getattr(self, "_recorded", False):  # shown once per failure: record it once (a %tb shows it again)
+            self._recorded = True
+            _record_verdict(_traceback_frames(self.__traceback__), *verdict_of(self))
         return [f"{type(self).__name__}: {self}"]
 
 
 def passed(message: str) -> None:
-    """Print a check's success line.
+    """Print a check's success line (and record the pass in the run folder's progress file, see the module doc).
 
     >>> passed("labels mask the prompt")
     ✓ labels mask the prompt
     """
     print(f"✓ {message}")
+    _record_verdict(_stack_frames(), "pass", "pass")
 
 
 def require(condition: bool, problem: str, fix: str) -> None:
@@ -213,3 +225,94 @@ def require_todo(*names: str) -> None:
         if _holds_todo_stub(namespace[name]):
             raise TodoNotDoneError(f"run the TODO above first: {name} is not implemented yet (its code "
                                    f"still has the TODO's raise NotImplementedError line). Fix: {fix}")
+
+
+# --- TODO ids and verdicts: what the progress file (labhelpers.progress) and the grader (tools/grade.py) record ------
+
+_CHECK_MODULE = re.compile(r"^labhelpers\.checks\.nb(\d+)_")
+
+
+def todo_id(notebook: str, judged: str) -> str:
+    """The stable id of a TODO: the notebook's number (from its file name or its checks module) and the name the TODO's
+    check judges (the check function's name without ``check_``), e.g. ``04.build_labels``.
+
+    >>> todo_id("04_loss_masking", "check_build_labels"), todo_id("solutions/06_sft_trainer.ipynb", "config")
+    ('04.build_labels', '06.config')
+    >>> todo_id("labhelpers.checks.nb06_sft_trainer", "check_sft_config")
+    '06.sft_config'
+    """
+    stem = notebook.rsplit("/", 1)[-1].rsplit(".", 1)[0] if notebook.endswith(".ipynb") else notebook
+    number = _CHECK_MODULE.match(stem) or re.match(r"^(\d+)", stem)
+    return f"{number.group(1) if number else stem}.{judged.removeprefix('check_')}"
+
+
+def one_line(message: str, limit: int = 300) -> str:
+    """``message`` on one line (its lines joined, spaces collapsed), cut at ``limit`` characters.
+
+    >>> one_line("your SFTConfig differs:\\n  - bf16 is True\\n  - packing is True. Fix: change them")
+    'your SFTConfig differs: - bf16 is True - packing is True. Fix: change them'
+    >>> len(one_line("x" * 500, limit=40))
+    40
+    """
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def verdict_of(err: BaseException) -> tuple[str, str]:
+    """(status, the named mistake on one line) for what a check raised: "not done" for an unfilled TODO (or a cell
+    run before it), "wrong" for any other :class:`TodoCheckError`.
+
+    >>> verdict_of(TodoCheckError("your labels train the user turn. Fix: set them to -100"))
+    ('wrong', 'your labels train the user turn. Fix: set them to -100')
+    >>> verdict_of(TodoCheckError(f"build_labels is {NOT_IMPLEMENTED}. Fix: ..."))[0]
+    'not done'
+    """
+    unfilled = isinstance(err, TodoNotDoneError) or NOT_IMPLEMENTED in str(err)
+    return ("not done" if unfilled else "wrong"), one_line(str(err), limit=1000)
+
+
+def _check_todo(frame) -> str | None:
+    """The TODO id a frame judges when it runs a ``check_*`` function of a ``labhelpers.checks.nbNN_*`` module."""
+    module = frame.f_globals.get("__name__", "")
+    if frame.f_code.co_name.startswith("check_") and _CHECK_MODULE.match(module):
+        return todo_id(module, frame.f_code.co_name)
+    return None
+
+
+def _stack_frames() -> list:
+    """The calling frames, outermost first."""
+    import sys
+
+    frames, frame = [], sys._getframe(1)
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return frames[::-1]
+
+
+def _traceback_frames(tb) -> list:
+    """The frames of a traceback, outermost first."""
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    return frames
+
+
+def _record_verdict(frames: list, status: str, line: str) -> None:
+    """Append the verdict of the outermost check among ``frames`` to the progress file of the notebook that called it
+    (its ``RUN``, else ``$LAB_RUN_DIR``); no check among them, no run folder or any error: nothing happens."""
+    try:
+        check = next((f for f in frames if _check_todo(f)), None)
+        if check is None:
+            return
+        caller = check.f_back
+        while caller is not None and caller.f_globals.get("__name__", "").startswith("labhelpers"):
+            caller = caller.f_back  # a wrapper (student_code) or a check calling another one
+        from labhelpers import progress
+
+        run = progress.run_folder(caller.f_globals if caller is not None else None)
+        if run is not None:
+            progress.record_check(run, _check_todo(check), status, line)
+    except Exception:  # noqa: BLE001  (the student's progress is a courtesy: it never breaks a check)
+        return

@@ -131,7 +131,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def _cli_message(err: Exception) -> str:
     """A data error's message with the API hint (validate="drop") replaced by what to do on the command line."""
     lines = [line for line in str(err).splitlines() if 'validate="drop"' not in line]
-    if len(lines) > 1:
+    if len(lines) > 1 and not lines[-1].startswith("Every row is invalid"):
         lines.append("Fix or drop the rows listed, then run again.")
     return "\n".join(lines)
 

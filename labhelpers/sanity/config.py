@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from labhelpers.batching import steps_from_batches, total_steps, warmup_steps
 from labhelpers.sanity.report import Finding
 
 MIN_EVAL_POINTS = 3  # fewer evaluations than this draw no curve: overfitting cannot be seen
@@ -75,11 +76,9 @@ def plan_run(args: Any, batches_per_epoch: int) -> RunPlan:
     >>> args.eval_on_start = True; plan_run(args, 40).eval_points  # one more, before the first step
     9
     """
-    accum = max(1, int(getattr(args, "gradient_accumulation_steps", 1) or 1))
-    per_epoch = max(batches_per_epoch // accum + int(batches_per_epoch % accum > 0), 1)
-    max_steps = int(getattr(args, "max_steps", -1) or -1)
-    epochs = float(getattr(args, "num_train_epochs", 1) or 1)
-    total = max_steps if max_steps > 0 else math.ceil(epochs * per_epoch)
+    per_epoch = steps_from_batches(batches_per_epoch, int(getattr(args, "gradient_accumulation_steps", 1) or 1))
+    total = total_steps(int(getattr(args, "max_steps", -1) or -1), float(getattr(args, "num_train_epochs", 1) or 1),
+                        per_epoch)
     n_epochs = math.ceil(total / per_epoch)
 
     def points(kind: str, at_end: bool) -> tuple[int, set[int]]:
@@ -99,8 +98,7 @@ def plan_run(args: Any, batches_per_epoch: int) -> RunPlan:
     n_eval += int(bool(getattr(args, "eval_on_start", False)) and strategy(args, "eval_strategy") != "no")
     n_save, save_at = points("save", at_end=True)
     n_log, _ = points("logging", at_end=False)
-    warmup = getattr(args, "warmup_steps", 0) or 0
-    warmup = int(warmup) if warmup >= 1 else math.ceil(total * warmup)
+    warmup = warmup_steps(total, getattr(args, "warmup_steps", 0) or 0)
     return RunPlan(total, per_epoch, n_eval, n_save, n_log, warmup, len(eval_at & save_at))
 
 

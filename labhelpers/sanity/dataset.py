@@ -161,16 +161,19 @@ def column_findings(columns: Sequence[str], n_rows: int, prompt_is_text: bool) -
 
 def format_findings(rows: Any) -> list[Finding]:
     """Every row a valid conversation (the same checks and messages as labhelpers.data.check_row)."""
-    from labhelpers.data import check_row, format_problems
+    from labhelpers.data import check_row, every_row_invalid, format_problems
 
     is_dataset = hasattr(rows, "column_names")
     problems = [p for i, row in enumerate(rows) if (p := check_row(row, i, tolerate_null_keys=is_dataset))]
     if not problems:
         return [Finding("conversation_format", "pass", f"all {len(rows):,} rows are user/assistant conversations "
                         "ending in an assistant reply", "")]
-    lines = format_problems(problems, "rows", limit=3).splitlines()
-    return [Finding("conversation_format", "fail", "; ".join(line.strip() for line in lines[:-1]),
-                    "fix or drop the rows listed (labhelpers.data.validate_conversations(rows, drop_invalid=True))")]
+    lines = format_problems(problems, "rows", limit=3, n_rows=len(rows)).splitlines()
+    if every_row_invalid(problems, len(rows)):
+        fix = lines[-1].replace("Every row is invalid, so dropping", "every row is invalid: dropping")
+    else:
+        fix = "fix or drop the rows listed (labhelpers.data.validate_conversations(rows, drop_invalid=True))"
+    return [Finding("conversation_format", "fail", "; ".join(line.strip() for line in lines[:-1]), fix)]
 
 
 def _key(messages: Any) -> Any:

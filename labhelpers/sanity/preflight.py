@@ -14,53 +14,40 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import json
-import math
 import random
 import re
-import statistics
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from labhelpers.attention import forward_dtype, model_autocast
+from labhelpers.batching import updates_per_epoch
+from labhelpers.display import IGNORE_INDEX, bracket_trained, render_masked_tokens
 from labhelpers.lora import LORA_LR_FAIL, LORA_LR_HIGH, LORA_LR_LOW, lora_findings
-from labhelpers.models import has_random_weights
-from labhelpers.sanity.postflight import skipped_for_random_weights
+from labhelpers.sanity.config import doubled_end_findings, generation_findings, plan_run, schedule_findings, strategy
+from labhelpers.sanity.dataset import STRUCTURAL, _escape_code, duplicate_findings, special_text_hits, special_token_kinds
+from labhelpers.sanity.masking import (
+    LossSetup,
+    custom_collator_name,
+    data_kind,
+    label_alignment_counts,
+    label_alignment_findings,
+    masking_findings,
+)
+from labhelpers.sanity.numerics import (
+    conversation_start,
+    grad_accum_findings,
+    loss_at_init_findings,
+    packing_findings,
+    prompt_swap_findings,
+)
 from labhelpers.sanity.report import STATUSES, Finding, SanityReport
 from labhelpers.sanity.run_facts import checkpoint_bytes, run_fact_findings
-from labhelpers.sanity.config import doubled_end_findings, generation_findings, plan_run, schedule_findings, strategy
-from labhelpers.display import IGNORE_INDEX, bracket_trained, render_masked_tokens
-from labhelpers.sanity.dataset import (
-    STRUCTURAL,
-    _escape_code,
-    eval_overlap_finding,
-    near_key,
-    overlap_counts,
-    special_text_hits,
-    special_token_kinds,
-    train_duplicate_finding,
-)
-from labhelpers.sanity.tokens import (
-    assistant_header,
-    assistant_mask,
-    end_of_turn_id,
-    examples_in_batch,
-    last_reply_split,
-    reply_ends,
-    segments,
-)
+from labhelpers.sanity.tokens import assistant_header, assistant_mask, end_of_turn_id, examples_in_batch, rendered_ids, reply_ends
 
 LEVELS = ("quick", "full")
 QUICK_MAX_BATCHES = 64  # collated batches inspected by the masking checks at level="quick" (all at "full")
 TEMPLATE_ROWS = 8  # conversations checked for the train/inference template round trip
 TRUNCATION_ROWS_QUICK = 512  # conversations re-rendered untruncated by the truncation check at level="quick"
-PACKING_TOLERANCE = 1e-2  # max |Δlogit| packed vs alone in fp32; sdpa gives ~5e-5, a leak gives ~28
-# ... and in half precision (bf16/fp16 autocast, as flash-attention runs): rounding alone moves logits of magnitude
-# 10-30 by up to ~0.5 (measured under the ampere-cpu emulation), still far below a leak
-PACKING_TOLERANCE_HALF = 1.0
-PROMPT_SWAP_MIN_RATIO = 1.04  # reply loss after another row's prompt / after its own (see prompt_swap_findings)
-LABEL_MISMATCH_FAIL = 0.01  # share of trained positions whose label is not the input id there: above it, a fail
 SPECIAL_TEXT_RENDER_ROWS = 64  # rows with special-token text re-rendered to find the examples they became
 # findings that special-token text in the content or misaligned labels can cause on their own (see blame_cause)
 SYMPTOMS = ("prompt_tokens_trained", "stop_token_trained", "response_tokens_masked", "zero_trainable_rows",
@@ -129,198 +116,6 @@ def _tokenizer_of(trainer: Any) -> Any:
     return getattr(tok, "tokenizer", tok)  # processors wrap a tokenizer
 
 
-# ----------------------------------------------------------------------------------------- masking checks
-def masking_findings(examples: Sequence[tuple[list[int], list[int]]], header: Sequence[int], end_id: int,
-                     pad_id: int | None = None, eos_ids: Sequence[int] = (), collator: str | None = None) -> list[Finding]:
-    """Prompt tokens trained, rows with nothing to learn, trained share per row, stop token trained.
-
-    ``collator``: the name of a custom data collator (None: TRL's), for the fix of an untrained stop token.
-
-    >>> ex = [([9, 1, 7, 0, 4, 2], [9, 1, 7, 0, 4, 2])]  # every token trained, prompt included
-    >>> [(f.check, f.status) for f in masking_findings(ex, [1, 7], 2, eos_ids=[2])][:2]
-    [('prompt_tokens_trained', 'fail'), ('zero_trainable_rows', 'pass')]
-    """
-    trained = trained_prompt = reply_tokens = reply_masked = 0
-    ends = ends_trained = zero_rows = with_reply = 0
-    shares: list[float] = []
-    for ids, labels in examples:
-        mask = assistant_mask(ids, header, end_id)
-        with_reply += any(mask)
-        row_trained = 0
-        for m, tok, lab in zip(mask, ids, labels):
-            t = lab != IGNORE_INDEX
-            row_trained += t
-            trained_prompt += t and not m
-            if m and tok != end_id:
-                reply_tokens += 1
-                reply_masked += not t
-        for pos in reply_ends(ids, header, end_id):
-            ends += 1
-            ends_trained += labels[pos] != IGNORE_INDEX
-        trained += row_trained
-        zero_rows += row_trained == 0
-        shares.append(row_trained / max(1, len(ids)))
-    n = len(examples)
-    out = []
-    if with_reply == 0:
-        out.append(Finding("prompt_tokens_trained", "warn",
-                           f"no assistant turn ({header} ids) found in {n} examples: cannot tell prompt from reply",
-                           "use a ChatML chat model and a `messages` dataset so replies can be located"))
-    else:
-        share = trained_prompt / trained if trained else 0.0
-        status = "fail" if share > 0.01 else "warn" if share > 0 else "pass"
-        out.append(Finding(
-            "prompt_tokens_trained", status,
-            f"{share:.1%} of {trained} trained tokens are prompt/system/template tokens ({n} examples)",
-            "" if status == "pass" else "train on replies only: a `messages` dataset with SFTConfig(assistant_only_loss=True) "
-            "(needs {% generation %} markers, see labhelpers.chat); no pre-rendered `text` column; a custom collator "
-            "must set labels=-100 outside assistant replies"))
-    out.append(Finding(
-        "zero_trainable_rows", "fail" if zero_rows else "pass",
-        f"{zero_rows} of {n} examples have no trained token (their loss is NaN or 0)",
-        "raise max_length or drop rows whose prompt fills max_length; check the collator's masking" if zero_rows else ""))
-    median = statistics.median(shares) if shares else 0.0
-    out.append(Finding(
-        "trainable_share", "warn" if 0 < median < 0.02 else "pass",
-        f"trained tokens per example: median {median:.1%}, min {min(shares, default=0):.1%}, max {max(shares, default=0):.1%}",
-        "replies are a sliver of each row: shorten prompts or raise max_length" if 0 < median < 0.02 else ""))
-    if reply_tokens and reply_masked / reply_tokens > 0.1 and trained:
-        out.append(Finding("response_tokens_masked", "warn",
-                           f"{reply_masked / reply_tokens:.0%} of assistant reply tokens are masked (not trained)",
-                           "prompt/completion data trains only the last turn; use `messages` with assistant_only_loss=True "
-                           "to train every reply"))
-    untrained_ends = ends - ends_trained
-    if eos_ids and end_id not in eos_ids:
-        out.append(Finding("stop_token_trained", "fail",
-                           f"end-of-turn id {end_id} is not in generation_config.eos_token_id {list(eos_ids)}: generate() won't stop",
-                           f"set model.generation_config.eos_token_id = {end_id}"))
-    elif ends == 0:
-        out.append(Finding("stop_token_trained", "warn", "no complete reply with its end-of-turn token in the batches",
-                           "raise max_length so replies end inside the window"))
-    else:
-        bad = untrained_ends > 0
-        pad_note = " (pad == eos: a collator masking pad ids also masks the stop token)" if pad_id == end_id else ""
-        if not bad:
-            fix = ""
-        elif pad_id == end_id:
-            fix = ("keep the label of the end-of-turn token after each reply: use a pad token != eos (tokenizer.pad_token "
-                   "= '<|endoftext|>') and mask padding by attention_mask, not by pad id")
-        else:  # pad is not eos already: the labels lose it elsewhere
-            who = (f"the custom data_collator {collator} must set -100 by attention_mask or by the assistant mask, "
-                   "never by token id" if collator else "TRL's collator keeps the labels it is given, so the chat "
-                   "template's {% generation %} block must end after the end-of-turn token")
-            fix = (f"keep the label of the end-of-turn token (id {end_id}) after each reply: {who}; an end-of-turn token "
-                   "written as text inside a message also makes an untrained 'reply' (check_dataset: "
-                   "special_tokens_in_text)")
-        out.append(Finding(
-            "stop_token_trained", "fail" if bad else "pass",
-            f"{ends_trained} of {ends} replies have their end-of-turn token (id {end_id}) trained{pad_note}", fix))
-    if pad_id is not None and pad_id == end_id:
-        out.append(Finding("pad_is_eos", "warn", f"pad token id {pad_id} == end-of-turn id {end_id}",
-                           "set tokenizer.pad_token = '<|endoftext|>' (labhelpers.models does this)"))
-    return out
-
-
-# ------------------------------------------------------------------------------------------ label alignment
-def label_alignment_counts(batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
-    """Trained positions (label != -100) of collated batches, and how many hold a label other than the input id there;
-    of those positions, how many match the input ids shifted left (``labels[t] == input_ids[t+1]``) or right by one.
-
-    >>> ids = torch.tensor([[5, 6, 7, 8]])
-    >>> label_alignment_counts([{"input_ids": ids, "labels": torch.tensor([[-100, 6, 7, 8]])}])
-    {'trained': 3, 'mismatched': 0, 'left': 0, 'right': 0, 'shape': None}
-    >>> label_alignment_counts([{"input_ids": ids, "labels": torch.tensor([[6, 7, 8, -100]])}])  # pre-shifted
-    {'trained': 3, 'mismatched': 3, 'left': 3, 'right': 0, 'shape': None}
-    """
-    out: dict[str, Any] = {"trained": 0, "mismatched": 0, "left": 0, "right": 0, "shape": None}
-    for batch in batches:
-        ids, labels = batch["input_ids"], batch.get("labels")
-        if labels is None:
-            continue
-        if tuple(labels.shape) != tuple(ids.shape):
-            out["shape"] = (tuple(labels.shape), tuple(ids.shape))
-            break
-        trained = labels != IGNORE_INDEX
-        out["trained"] += int(trained.sum())
-        out["mismatched"] += int((trained & (labels != ids)).sum())
-        if ids.shape[-1] > 1:
-            out["left"] += int((trained[:, :-1] & (labels[:, :-1] == ids[:, 1:]) & (labels[:, :-1] != ids[:, :-1])).sum())
-            out["right"] += int((trained[:, 1:] & (labels[:, 1:] == ids[:, :-1]) & (labels[:, 1:] != ids[:, 1:])).sum())
-    return out
-
-
-def _labels_source(collator: str | None) -> str:
-    if collator:
-        return (f"the custom data_collator {collator} builds these labels: make it copy input_ids (labels = "
-                "input_ids.clone()) and only set -100 where a token must not train, with no shift, or drop "
-                "data_collator= so TRL's own collator builds them")
-    return ("TRL's collator takes a dataset's own 'labels' column as is, so the preprocessing that wrote it is at "
-            "fault: write labels[i] = input_ids[i] (or -100), never input_ids[i + 1], or drop the 'labels' column "
-            "and train on a `messages` dataset so TRL builds aligned labels")
-
-
-def label_alignment_findings(batches: Sequence[dict[str, torch.Tensor]], collator: str | None = None) -> list[Finding]:
-    """Labels must equal input_ids at every trained position: HF causal-LM models shift by one themselves.
-
-    ``collator``: the name of a custom data collator (None for TRL's, which copies input_ids into labels, or keeps a
-    dataset's own 'labels' column as is). Labels pre-shifted by one train each position on the token after next.
-
-    >>> ids = torch.tensor([[5, 6, 7, 8, 9]])
-    >>> f = label_alignment_findings([{"input_ids": ids, "labels": torch.tensor([[6, 7, 8, 9, -100]])}], "shift_collate")
-    >>> f[0].status, f[0].message.split(":")[0], "shift_collate" in f[0].fix
-    ('fail', '4 of 4 trained labels (100%) differ from the input id at their position', True)
-    >>> label_alignment_findings([{"input_ids": ids, "labels": torch.tensor([[-100, 6, 7, 8, 9]])}])[0].status
-    'pass'
-    """
-    c = label_alignment_counts(batches)
-    if c["shape"] is not None:
-        labels_shape, ids_shape = c["shape"]
-        return [Finding("label_alignment", "fail",
-                        f"labels have shape {list(labels_shape)} but input_ids {list(ids_shape)}: labels cut or shifted "
-                        "against the inputs (e.g. labels = input_ids[:, 1:]); the model pairs them position by position",
-                        "give labels the shape of input_ids, equal to them where trained and -100 elsewhere (the model "
-                        "shifts by one itself); " + _labels_source(collator))]
-    trained, bad = c["trained"], c["mismatched"]
-    if trained == 0:
-        return [Finding("label_alignment", "warn", f"no trained label in {len(batches)} batch(es): nothing to compare",
-                        "see zero_trainable_rows: every label is -100")]
-    if bad == 0:
-        return [Finding("label_alignment", "pass",
-                        f"labels equal input_ids at all {trained:,} trained positions ({len(batches)} batch(es); the "
-                        "model shifts by one itself)", "")]
-    share = bad / trained
-    if c["left"] > 0.5 * bad:
-        cause = (f"{c['left'] / bad:.0%} of them equal the next input id: labels pre-shifted by one (labels[t] = "
-                 "input_ids[t+1]); the model shifts again, so each position learns the token after next")
-    elif c["right"] > 0.5 * bad:
-        cause = (f"{c['right'] / bad:.0%} of them equal the previous input id: labels shifted right by one (labels[t] = "
-                 "input_ids[t-1]); each position learns to repeat the token it reads")
-    else:
-        cause = "not a one-token shift: labels from another row, remapped ids or another tokenizer's ids"
-    status = "fail" if share > LABEL_MISMATCH_FAIL else "warn"
-    return [Finding("label_alignment", status,
-                    f"{bad:,} of {trained:,} trained labels ({share:.0%}) differ from the input id at their position: "
-                    f"{cause}", "labels must equal input_ids wherever they are not -100 (no pre-shift: the model "
-                    "shifts by one itself); " + _labels_source(collator))]
-
-
-def custom_collator_name(trainer: Any) -> str | None:
-    """The name of the trainer's data collator when it is not one of TRL's (None for TRL's own).
-
-    >>> from types import SimpleNamespace as NS
-    >>> def my_collate(rows): ...
-    >>> custom_collator_name(NS(data_collator=my_collate)), custom_collator_name(NS(data_collator=None))
-    ('my_collate', None)
-    """
-    collator = getattr(trainer, "data_collator", None)
-    if collator is None:
-        return None
-    module = getattr(collator, "__module__", None) or type(collator).__module__ or ""
-    if module.split(".")[0] == "trl":
-        return None
-    return getattr(collator, "__qualname__", None) or type(collator).__qualname__
-
-
 # --------------------------------------------------------------------------------- special-token text
 def special_text_examples(tokenizer: Any, conversations: Sequence[Any], examples: Sequence[tuple[list[int], list[int]]],
                           kinds: dict[str, str] | None = None,
@@ -341,7 +136,7 @@ def special_text_examples(tokenizer: Any, conversations: Sequence[Any], examples
     rendered = []
     for row in sorted({h.row for h in hits})[:max_rows]:
         try:
-            rendered.append(_ids(tokenizer.apply_chat_template(list(conversations[row]), tokenize=True)))
+            rendered.append(rendered_ids(tokenizer.apply_chat_template(list(conversations[row]), tokenize=True)))
         except Exception:  # the template rejects the row: preflight's other checks say so
             continue
     affected = set()
@@ -358,7 +153,7 @@ def end_of_turn_follow(tokenizer: Any) -> list[int]:
     """The ids the chat template writes right after an end-of-turn token, up to the next special token (ChatML:
     newline, ``<|im_start|>``); [] when the template cannot render."""
     try:
-        ids = _ids(tokenizer.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
+        ids = rendered_ids(tokenizer.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
                                                  tokenize=True))
     except Exception:
         return []
@@ -476,12 +271,6 @@ def parse_chatml(text: str) -> list[dict[str, str]]:
     return [{"role": m[1], "content": m[2]} for m in _CHATML_TURN.finditer(text)]
 
 
-def _ids(rendered: Any) -> list[int]:
-    if isinstance(rendered, dict) or hasattr(rendered, "keys"):
-        rendered = rendered["input_ids"]
-    return list(rendered)
-
-
 def template_findings(examples: Sequence[tuple[list[int], list[int]]], tokenizer: Any,
                       n_rows: int = TEMPLATE_ROWS) -> list[Finding]:
     """Training rendering starts with exactly inference's ``apply_chat_template(..., add_generation_prompt=True)``; no double BOS."""
@@ -504,7 +293,7 @@ def template_findings(examples: Sequence[tuple[list[int], list[int]]], tokenizer
         messages = parse_chatml(tokenizer.decode(ids[first:start], skip_special_tokens=False))
         if not messages:
             continue
-        inference = _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        inference = rendered_ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
         checked += 1
         if ids[:start] != inference:
             mismatches += 1
@@ -569,7 +358,7 @@ def truncation_findings(trainer: Any, tokenizer: Any, raw_dataset: Any = None, l
         if isinstance(conv, str):
             ids = tokenizer(conv, add_special_tokens=False)["input_ids"]
         else:
-            ids = _ids(tokenizer.apply_chat_template(conv, tokenize=True))
+            ids = rendered_ids(tokenizer.apply_chat_template(conv, tokenize=True))
         mask = assistant_mask(ids, header, end_id)
         ends = reply_ends(ids, header, end_id)
         lengths.append(len(ids))
@@ -664,10 +453,11 @@ def hyperparameter_findings(lr: float, warmup: float, is_lora: bool, n_params: i
                            "set warmup_steps=0.05 (a float < 1 is a ratio in TRL 1.x)"))
     else:
         out.append(Finding("warmup", "pass", f"warmup {warmup:g} at lr {lr:g}", ""))
-    steps = n_rows // effective_batch if effective_batch else 0
-    if steps == 0:
+    steps = updates_per_epoch(n_rows, max(1, effective_batch)) if n_rows else 0
+    if n_rows < effective_batch:
         out.append(Finding("steps_per_epoch", "fail",
-                           f"{n_rows} training rows < one effective batch of {effective_batch}: 0 full optimizer steps per epoch",
+                           f"{n_rows} training rows < one effective batch of {effective_batch}: each epoch is one "
+                           f"optimizer step on {n_rows} rows, the batch you set is never filled",
                            "lower per_device_train_batch_size x gradient_accumulation_steps or add data"))
     else:
         out.append(Finding("steps_per_epoch", "pass", f"{steps} optimizer steps per epoch ({n_rows} rows / effective batch {effective_batch})", ""))
@@ -688,13 +478,9 @@ def _is_lora(model: Any) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ eval
-def _key(row: Any) -> str:
-    return json.dumps(row, sort_keys=True, ensure_ascii=False)
-
-
 def eval_findings(trainer: Any, train_raw: Any = None) -> list[Finding]:
-    """Eval split present and enabled; eval/train overlap and train duplicates by conversation content, exact and near
-    (equal once normalised: `labhelpers.sanity.dataset.normalise`)."""
+    """Eval split present and enabled; then the dataset checks' duplicates and eval/train overlap (exact and near,
+    `labhelpers.sanity.dataset.duplicate_findings`) on the rows this trainer trains and evaluates on."""
     args, evald = trainer.args, trainer.eval_dataset
     eval_strategy = strategy(args, "eval_strategy")
     out = []
@@ -707,246 +493,10 @@ def eval_findings(trainer: Any, train_raw: Any = None) -> list[Finding]:
     train_rows = _conversations(train_raw if train_raw is not None else trainer.train_dataset, None)
     if not train_rows:
         return out
-    train_keys = [_key(r) for r in train_rows]
-    train_near = [near_key(r) for r in train_rows]
     eval_rows = []
     if evald is not None:
         eval_rows = _conversations(evald if not isinstance(evald, dict) else next(iter(evald.values())), None)
-    counts = overlap_counts(train_keys, train_near, [_key(r) for r in eval_rows] if eval_rows else None,
-                            [near_key(r) for r in eval_rows] if eval_rows else None)
-    out.append(train_duplicate_finding(counts))
-    if eval_rows:
-        out.append(eval_overlap_finding(counts))
-    return out
-
-
-# ----------------------------------------------------------------------------------- numerical checks
-_FORWARD_KEYS = ("input_ids", "attention_mask", "position_ids")
-
-
-def _forward_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    inputs = {k: batch[k].to(model.device) for k in _FORWARD_KEYS if k in batch}
-    with torch.no_grad(), model_autocast(model):  # a flash kernel takes only half precision
-        return model(**inputs, use_cache=False).logits.float()
-
-
-def _ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
-    shift_logits, shift_labels = logits[:, :-1], labels[:, 1:].to(logits.device)
-    n = int((shift_labels != IGNORE_INDEX).sum())
-    if n == 0:
-        return float("nan"), 0
-    loss = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-                                             ignore_index=IGNORE_INDEX)
-    return float(loss), n
-
-
-def loss_at_init_findings(model: Any, tokenizer: Any, batch: dict[str, torch.Tensor], max_rows: int = 4) -> list[Finding]:
-    """Loss at init on the labels the trainer will optimise vs ln(vocab) and a loaded chat model's usual 1-3 nats.
-
-    Judged on the batch's own labels (the model shifts them by one, as in training), not on reply tokens re-derived
-    from input_ids; when the labels differ from input_ids at trained positions, the loss of those positions scored
-    against their own input ids tells misaligned labels from unloaded weights. NaN for all-masked labels.
-    """
-    batch = {k: v[:max_rows] if isinstance(v, torch.Tensor) and v.dim() > 1 else v for k, v in batch.items()}
-    if tuple(batch["labels"].shape) != tuple(batch["input_ids"].shape):
-        return [Finding("loss_at_init", "fail",
-                        f"labels of shape {list(batch['labels'].shape)} for input_ids of shape "
-                        f"{list(batch['input_ids'].shape)}: the loss pairs them position by position, so no loss the "
-                        "trainer computes means anything", "give labels the shape of input_ids (see label_alignment)")]
-    header, end_id = assistant_header(tokenizer), end_of_turn_id(tokenizer)
-    reply_labels = batch["input_ids"].clone()
-    for r in range(reply_labels.shape[0]):
-        keep = torch.tensor(assistant_mask(batch["input_ids"][r].tolist(), header, end_id))
-        if "attention_mask" in batch:
-            keep &= batch["attention_mask"][r].bool()
-        reply_labels[r][~keep] = IGNORE_INDEX
-    model.eval()
-    logits = _forward_logits(model, batch)
-    labels = batch["labels"]
-    train_loss, n_train = _ce(logits, labels)
-    reply_loss, n_reply = _ce(logits, reply_labels)
-    aligned_loss = None  # the same trained positions scored against their own input ids
-    aligned = torch.where(labels != IGNORE_INDEX, batch["input_ids"], IGNORE_INDEX)
-    if not torch.equal(aligned, labels):
-        aligned_loss = _ce(logits, aligned)[0]
-    vocab = logits.shape[-1]
-    random_loss = math.log(vocab)
-    detail = f"loss at init {train_loss:.2f} on {n_train} trained tokens, {reply_loss:.2f} on {n_reply} reply tokens"
-    if aligned_loss is not None:
-        detail += f", {aligned_loss:.2f} on the trained positions with labels = input_ids"
-    detail += f"; ln(vocab)={random_loss:.1f}"
-    finding = _loss_at_init_verdict(detail, n_train, train_loss, random_loss,
-                                    reply_loss if n_reply else None, aligned_loss)
-    if has_random_weights(model):  # GPU rehearsal: random weights are as bad as guessing by construction
-        finding = skipped_for_random_weights(finding)
-    return [finding]
-
-
-def _loss_at_init_verdict(detail: str, n_train: int, train_loss: float, random_loss: float,
-                          reply_loss: float | None = None, aligned_loss: float | None = None) -> Finding:
-    """The verdict on the trained loss; ``aligned_loss`` (labels differ from input_ids) and ``reply_loss`` name the cause.
-
-    >>> _loss_at_init_verdict("d", 10, 10.7, 10.8, 2.1, 2.2).message  # pre-shifted labels, loaded weights
-    'd: as bad as random guessing on the labels the trainer optimises, yet 2.20 with labels = input_ids: the labels are misaligned (see label_alignment)'
-    >>> _loss_at_init_verdict("d", 10, 10.7, 10.8, 10.6).fix.split(" (")[0]
-    'weights not loaded'
-    """
-    if n_train == 0 or math.isnan(train_loss):
-        return Finding("loss_at_init", "fail", detail + ": no trained tokens in the batch → NaN/0 loss",
-                       "check truncation and the collator's labels (all -100)")
-    misaligned = aligned_loss is not None and math.isfinite(aligned_loss) and aligned_loss + 1.0 < train_loss
-    if not math.isfinite(train_loss) or train_loss > 0.75 * random_loss:
-        if misaligned and aligned_loss <= 0.75 * random_loss:
-            return Finding("loss_at_init", "fail",
-                           f"{detail}: as bad as random guessing on the labels the trainer optimises, yet "
-                           f"{aligned_loss:.2f} with labels = input_ids: the labels are misaligned (see label_alignment)",
-                           "make labels equal input_ids at every trained position (no pre-shift: the model shifts by "
-                           "one itself); label_alignment says which step builds them")
-        return Finding("loss_at_init", "fail", detail + ": as bad as random guessing",
-                       "weights not loaded (from_config instead of from_pretrained?) or a tokenizer from another model")
-    if train_loss > 5.0:
-        if misaligned:
-            return Finding("loss_at_init", "warn",
-                           f"{detail}: higher than a loaded chat model's usual 1-3 nats on the labels the trainer "
-                           f"optimises, {aligned_loss:.2f} with labels = input_ids: misaligned labels (see label_alignment)",
-                           "make labels equal input_ids at every trained position (no pre-shift)")
-        if reply_loss is not None and reply_loss <= 5.0:
-            return Finding("loss_at_init", "warn",
-                           f"{detail}: the trained tokens include hard-to-predict prompt/template tokens (replies alone "
-                           f"{reply_loss:.2f})", "train on replies only (see prompt_tokens_trained)")
-        return Finding("loss_at_init", "warn", detail + ": higher than a loaded chat model's usual 1-3 nats",
-                       "check the tokenizer and chat template belong to this model")
-    if train_loss < 0.05:
-        return Finding("loss_at_init", "warn", detail + ": near zero before training",
-                       "the model already knows these replies (eval data seen?) or the labels leak the answer")
-    return Finding("loss_at_init", "pass", detail, "")
-
-
-def conversation_start(tokenizer: Any) -> list[int]:
-    """The first ids of every rendered conversation (ChatML: ``<|im_start|>system\\n``)."""
-    return _ids(tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=True))[:3]
-
-
-def _conversation_starts(ids: Sequence[int], start: Sequence[int]) -> list[int]:
-    n = len(start)
-    return [i for i in range(len(ids) - n + 1) if list(ids[i : i + n]) == list(start)]
-
-
-def packing_findings(model: Any, tokenizer: Any, batches: Sequence[dict[str, torch.Tensor]], packing: bool) -> list[Finding]:
-    """Prove packed examples are isolated: logits of an example packed after another vs the same example alone."""
-    start_ids = conversation_start(tokenizer)
-    for batch in batches:
-        ids, pos = batch["input_ids"], batch.get("position_ids")
-        for r in range(ids.shape[0]):
-            row = ids[r].tolist()
-            if pos is not None and "attention_mask" not in batch:
-                segs = segments(pos[r].tolist(), len(row))
-                how = "position_ids restart, no attention_mask"
-            else:
-                length = int(batch["attention_mask"][r].sum()) if "attention_mask" in batch else len(row)
-                cuts = [c for c in _conversation_starts(row[:length], start_ids) if c > 0]
-                segs = [(s, e) for s, e in zip([0] + cuts, cuts + [length])] if cuts else []
-                how = "a plain attention_mask over the whole row" if "attention_mask" in batch else "no attention mask"
-            if len(segs) < 2:
-                continue
-            s, e = segs[1]
-            e = min(e, s + 64)  # the first 64 tokens are enough to see a leak
-            one = {k: v[r : r + 1] for k, v in batch.items() if k in _FORWARD_KEYS and isinstance(v, torch.Tensor)}
-            model.eval()
-            packed = _forward_logits(model, one)[0, s:e]
-            alone = _forward_logits(model, {"input_ids": ids[r : r + 1, s:e]})[0]
-            delta = float((packed - alone).abs().max())
-            tolerance = PACKING_TOLERANCE if forward_dtype(model) == torch.float32 else PACKING_TOLERANCE_HALF
-            if delta > tolerance:
-                return [Finding("packing_isolation", "fail",
-                                f"example packed after another differs from itself alone by max |Δlogit| {delta:.3g} "
-                                f"({how}): packed examples attend to each other",
-                                "use packing_strategy='bfd' (padding-free, position_ids restart) with sdpa/eager/"
-                                "flash-attention and no attention_mask; never 'wrapped' with padding_free=False")]
-            return [Finding("packing_isolation", "pass",
-                            f"packed vs alone max |Δlogit| {delta:.2g} ({how}): examples are isolated", "")]
-    if packing:
-        return [Finding("packing_isolation", "warn", "packing is on but no row holds two examples to compare",
-                        "nothing to do if rows are long; the check needs shorter rows to prove isolation")]
-    return [Finding("packing_isolation", "pass", "no packing: each row is one example", "")]
-
-
-def _reply_loss(model: Any, prompt: list[int], reply: list[int]) -> tuple[float, int]:
-    """Mean cross-entropy of ``reply`` after ``prompt`` and the number of reply tokens scored."""
-    labels = torch.tensor([[IGNORE_INDEX] * len(prompt) + reply])
-    return _ce(_forward_logits(model, {"input_ids": torch.tensor([prompt + reply])}), labels)
-
-
-def prompt_swap_findings(model: Any, tokenizer: Any, batches: Sequence[dict[str, torch.Tensor]], max_rows: int = 16,
-                         min_ratio: float = PROMPT_SWAP_MIN_RATIO) -> list[Finding]:
-    """Each reply must be likelier after its own prompt than after another row's: replies depend on their prompts.
-
-    Every row's last reply is scored after its own prompt and after the next row's prompt. Shuffled or misaligned
-    prompt/reply columns give a ratio near 1 (both prompts are unrelated to the reply). Calibrated with the base
-    SmolLM2 on the bundled data: aligned rows 1.06-1.25 (9 samples of 4-16 rows, short and full conversations,
-    padded and packed), the same rows with their replies shuffled 0.92-1.03 (5 samples); hence the 1.04 threshold.
-    """
-    header, end_id = assistant_header(tokenizer), end_of_turn_id(tokenizer)
-    pairs = [split for batch in batches for ids, _ in examples_in_batch(batch)
-             if (split := last_reply_split(ids, header, end_id)) is not None][:max_rows]
-    if len(pairs) < 2:
-        return [Finding("prompt_swap", "warn", f"only {len(pairs)} row(s) with a reply: need two to swap prompts",
-                        "check the data has assistant replies, or pass more rows")]
-    own_sum = other_sum = 0.0
-    total = 0
-    model.eval()
-    for i, (prompt, reply) in enumerate(pairs):
-        own, n = _reply_loss(model, prompt, reply)
-        other, _ = _reply_loss(model, pairs[(i + 1) % len(pairs)][0], reply)
-        if n:
-            own_sum, other_sum, total = own_sum + own * n, other_sum + other * n, total + n
-    if not total:
-        return [Finding("prompt_swap", "warn", "no reply token could be scored", "check the replies are not empty")]
-    ratio = other_sum / own_sum if own_sum > 0 else float("inf")
-    status = "warn" if ratio < min_ratio else "pass"
-    return [Finding("prompt_swap", status,
-                    f"reply loss {own_sum / total:.3f} after its own prompt vs {other_sum / total:.3f} after another "
-                    f"row's (x{ratio:.3f}, {len(pairs)} rows)",
-                    "replies barely depend on their prompts: check prompt/reply alignment (shuffled or misjoined "
-                    "columns?) and that the data teaches an input-dependent task" if status == "warn" else "")]
-
-
-def grad_accum_findings(trainer: Any, batch: dict[str, torch.Tensor], tolerance: float = 1e-3) -> list[Finding]:
-    """Loss and gradient of one batch vs the same rows as two accumulated micro-batches, as the Trainer scales them."""
-    rows = batch["input_ids"].shape[0]
-    if rows < 2:
-        return [Finding("grad_accum_invariance", "pass", "skipped: batches are single packed rows", "")]
-    model = trainer.model
-    device = model.device
-    half = rows // 2
-    full = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-    parts = [{k: v[sl] for k, v in full.items()} for sl in (slice(0, half), slice(half, 2 * half))]
-    full = {k: v[: 2 * half] for k, v in full.items()}
-    counts = trainer.model_accepts_loss_kwargs or trainer.compute_loss_func is not None
-    n_items = full["labels"][..., 1:].ne(IGNORE_INDEX).sum() if counts else None
-    scaled = (trainer.model_accepts_loss_kwargs and n_items is not None) or trainer.compute_loss_func is not None
-    params = [p for p in model.parameters() if p.requires_grad][-2:]
-    model.eval()  # no dropout, so both sides are deterministic
-
-    def loss_and_grad(mbs: list[dict[str, torch.Tensor]], accum: int) -> tuple[float, torch.Tensor]:
-        total = 0
-        for mb in mbs:
-            loss = trainer.compute_loss(model, dict(mb), num_items_in_batch=n_items)
-            total = total + (loss if scaled else loss / accum)
-        grads = torch.autograd.grad(total, params, allow_unused=True)
-        flat = torch.cat([g.flatten() for g in grads if g is not None])
-        return float(total.detach()), flat
-
-    one_loss, one_grad = loss_and_grad([full], 1)
-    acc_loss, acc_grad = loss_and_grad(parts, 2)
-    rel_loss = abs(one_loss - acc_loss) / max(abs(one_loss), 1e-12)
-    rel_grad = float((one_grad - acc_grad).norm() / one_grad.norm().clamp_min(1e-12))
-    bad = max(rel_loss, rel_grad) > tolerance
-    return [Finding("grad_accum_invariance", "fail" if bad else "pass",
-                    f"batch of {2 * half} vs 2×{half} accumulated: loss {one_loss:.4f} vs {acc_loss:.4f} "
-                    f"(rel {rel_loss:.1e}), grad rel diff {rel_grad:.1e}",
-                    "normalise by the total trained tokens of the accumulated batch (num_items_in_batch, transformers "
-                    "PR #34191): a custom compute_loss/model forward must accept and use num_items_in_batch" if bad else "")]
+    return out + duplicate_findings(train_rows, eval_rows or None)
 
 
 # ------------------------------------------------------------------------------------------------- entry
@@ -1063,8 +613,11 @@ def preflight(trainer: Any, level: str = "quick", dataset: Any = None, max_batch
         symptoms = _special_text_symptoms(tokenizer, dataset if dataset is not None else train_ds, examples)
         header, end = assistant_header(tokenizer), end_of_turn_id(tokenizer)
 
+        setup = LossSetup(data_kind(dataset if dataset is not None else train_ds),
+                          bool(getattr(args, "assistant_only_loss", False)), getattr(args, "completion_only_loss", None))
+
         def masking(exs: Sequence[tuple[list[int], list[int]]]) -> list[Finding]:
-            return masking_findings(exs, header, end, tokenizer.pad_token_id, eos_ids, collator)
+            return masking_findings(exs, header, end, tokenizer.pad_token_id, eos_ids, collator, setup)
 
         masked = symptoms(masking)
         alignment = label_alignment_findings(batches, collator)

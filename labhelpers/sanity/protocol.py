@@ -49,9 +49,38 @@ def build_trainer(model: Any, tokenizer: Any, train: Any, eval_rows: Any = None,
     no_eval = {} if eval_rows is not None else {"eval_strategy": "no"}
     args = recipe.sft_config(output_dir or tempfile.mkdtemp(prefix="sanity-"), assistant_only_loss=True,
                              save_strategy="no", report_to="none", **{**no_eval, **overrides})
-    return SFTTrainer(model=model, args=args, train_dataset=_dataset(train),
-                      eval_dataset=_dataset(eval_rows) if eval_rows is not None else None,
-                      processing_class=tokenizer, callbacks=list(callbacks))
+    try:
+        return SFTTrainer(model=model, args=args, train_dataset=_dataset(train),
+                          eval_dataset=_dataset(eval_rows) if eval_rows is not None else None,
+                          processing_class=tokenizer, callbacks=list(callbacks))
+    except Exception as err:  # TRL often blames the template for bad rows: the dataset check names the real cause
+        raise trainer_error_explained(err, train, eval_rows) from err
+
+
+class TrainerBuildError(ValueError):
+    """SFTTrainer refused the setup; the message names the dataset's real problem first, TRL's own words after."""
+
+
+def trainer_error_explained(err: BaseException, train: Any, eval_rows: Any = None) -> BaseException:
+    """``err`` (TRL refusing to build a trainer) with the dataset check's findings first when the rows are the cause:
+    a wrong role order makes TRL blame the chat template; the conversation check says which row and why. ``err``
+    itself when the rows are fine.
+
+    >>> rows = [{"messages": [{"role": "assistant", "content": "Hi"}, {"role": "user", "content": "Hello"}]}]
+    >>> str(trainer_error_explained(ValueError("the chat template has no generation markers"), rows)).split(";")[0]
+    'the training rows are not valid conversations (this, not what TRL said, is the cause): rows: 1 invalid row'
+    """
+    from labhelpers.sanity.dataset import format_findings
+
+    for split, rows in (("training", train), ("eval", eval_rows)):
+        if rows is None:
+            continue
+        finding = format_findings(rows)[0]
+        if finding.status == "fail":
+            return TrainerBuildError(f"the {split} rows are not valid conversations (this, not what TRL said, is the "
+                                     f"cause): {finding.message}. Fix: {finding.fix}. TRL's error: "
+                                     f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    return err
 
 
 def _train_losses(trainer: Any) -> list[float]:

@@ -17,6 +17,7 @@ from labhelpers.sanity.config import RunPlan, strategy
 from labhelpers.sanity.report import Finding
 
 GB = 1e9
+TRAINER_DEFAULT_EPOCHS = 3.0  # TrainingArguments.num_train_epochs when nobody set it
 DISK_WARN_SHARE = 0.8  # checkpoints at their peak above this share of the free space: warn
 
 
@@ -29,24 +30,36 @@ def run_epochs(plan: RunPlan) -> float:
     return plan.total_steps / max(1, plan.updates_per_epoch)
 
 
+def _count(n: int, noun: str) -> str:
+    """``n`` and the noun, plural when it should be.
+
+    >>> _count(1, "evaluation"), _count(0, "step")
+    ('1 evaluation', '0 steps')
+    """
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def facts_finding(args: Any, plan: RunPlan, n_rows: int) -> Finding:
     """``run_facts``: steps, epochs, evaluations, checkpoints and warmup of this run, in one line.
 
     >>> from types import SimpleNamespace as NS
     >>> args = NS(per_device_train_batch_size=4, gradient_accumulation_steps=1, save_total_limit=2, eval_on_start=True,
-    ...           eval_strategy="steps", learning_rate=2e-4, lr_scheduler_type="cosine")
+    ...           eval_strategy="steps", learning_rate=2e-4, lr_scheduler_type="cosine", max_steps=30)
     >>> print(facts_finding(args, RunPlan(30, 40, 7, 2, 30, 3, 2), 160).message)
-    30 optimizer steps of 4 rows = 0.75 epoch of 160 rows; 7 evaluations (one before the first step); 2 checkpoints written, up to 2 kept; warmup 3 steps to lr 0.0002, then cosine
+    30 optimizer steps of 4 rows = 0.75 epoch of 160 rows (max_steps=30 ends it); 7 evaluations (one before the first step); 2 checkpoints written, up to 2 kept; warmup 3 steps to lr 0.0002, then cosine
     """
     world = max(1, int(getattr(args, "world_size", 1) or 1))
     rows = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
     limit = getattr(args, "save_total_limit", None)
     kept = plan.save_points if not limit else min(plan.save_points, limit)
     start = " (one before the first step)" if getattr(args, "eval_on_start", False) and plan.eval_points else ""
-    text = (f"{plan.total_steps} optimizer steps of {rows} rows = {run_epochs(plan):.2g} epoch"
-            f"{'s' if run_epochs(plan) >= 2 else ''} of {n_rows:,} rows; {plan.eval_points} evaluations{start}; "
-            f"{plan.save_points} checkpoints written, up to {kept} kept; warmup {plan.warmup_steps} steps to "
-            f"lr {args.learning_rate:g}, then {strategy(args, 'lr_scheduler_type')}")
+    epochs = run_epochs(plan)
+    ends = f" (max_steps={args.max_steps} ends it)" if (getattr(args, "max_steps", -1) or -1) > 0 else ""
+    saves = (f"{_count(plan.save_points, 'checkpoint')} written, up to {kept} kept" if plan.save_points
+             else "no checkpoint written")
+    text = (f"{_count(plan.total_steps, 'optimizer step')} of {rows} rows = {epochs:.2g} epoch{'s' if epochs >= 2 else ''}"
+            f" of {n_rows:,} rows{ends}; {_count(plan.eval_points, 'evaluation')}{start}; {saves}; warmup "
+            f"{_count(plan.warmup_steps, 'step')} to lr {args.learning_rate:g}, then {strategy(args, 'lr_scheduler_type')}")
     return Finding("run_facts", "pass", text, "")
 
 
@@ -54,15 +67,16 @@ def overridden_findings(args: Any, plan: RunPlan, has_eval: bool) -> list[Findin
     """Settings that another setting silently overrides or that do nothing in this run (``overridden_settings``).
 
     >>> from types import SimpleNamespace as NS
-    >>> args = NS(max_steps=30, num_train_epochs=3.0, eval_strategy="no", eval_steps=5, save_strategy="steps",
+    >>> args = NS(max_steps=30, num_train_epochs=5.0, eval_strategy="no", eval_steps=5, save_strategy="steps",
     ...           save_steps=15, logging_strategy="steps", logging_steps=1)
     >>> [f.message.split(":")[0] for f in overridden_findings(args, RunPlan(30, 40, 0, 2, 30, 3, 0), has_eval=True)]
-    ['max_steps=30 overrides num_train_epochs=3', "eval_steps=5 is ignored with eval_strategy='no'"]
+    ['max_steps=30 overrides num_train_epochs=5', "eval_steps=5 is ignored with eval_strategy='no'"]
     """
     out = []
     epochs = run_epochs(plan)
     wanted = float(getattr(args, "num_train_epochs", 1.0) or 1.0)
-    if (getattr(args, "max_steps", -1) or -1) > 0 and not wanted / 2 <= epochs <= wanted * 2:
+    written = wanted != TRAINER_DEFAULT_EPOCHS  # the default is what a user who sets max_steps leaves alone
+    if (getattr(args, "max_steps", -1) or -1) > 0 and written and not wanted / 2 <= epochs <= wanted * 2:
         out.append(Finding("overridden_settings", "warn",
                            f"max_steps={args.max_steps} overrides num_train_epochs={wanted:g}: the run is "
                            f"{plan.total_steps} steps = {epochs:.2g} epochs, not {wanted:g}",
@@ -72,13 +86,14 @@ def overridden_findings(args: Any, plan: RunPlan, has_eval: bool) -> list[Findin
         every = getattr(args, f"{kind}_steps", None)
         when = strategy(args, f"{kind}_strategy")
         default = {"eval": None, "save": 500, "logging": 500}[kind]
-        if needs and every not in (None, default) and when != "steps":
+        # an explicit 'no' for saving or logging is a choice; eval's 'no' is the default a set eval_steps forgot
+        ignored = when == "epoch" or (when == "no" and kind == "eval")
+        if needs and every not in (None, default) and ignored:
             out.append(Finding("overridden_settings", "warn",
                                f"{kind}_steps={every!r} is ignored with {kind}_strategy={when!r}: "
-                               + ("no evaluation runs" if when == "no" and kind == "eval" else
-                                  "no checkpoint is written" if when == "no" and kind == "save" else
+                               + ("no evaluation runs" if when == "no" else
                                   f"the run {'evaluates' if kind == 'eval' else 'saves' if kind == 'save' else 'logs'}"
-                                  f" {'once per epoch' if when == 'epoch' else 'never'}"),
+                                  " once per epoch"),
                                f"set {kind}_strategy='steps' to act every {every} steps"))
     return out
 

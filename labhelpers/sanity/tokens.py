@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import torch
 
+from labhelpers.turns import assistant_header_text, end_of_turn_id  # noqa: F401  (end_of_turn_id: re-exported)
 
 
 def assistant_mask(ids: Sequence[int], header: Sequence[int], end_id: int) -> list[bool]:
@@ -62,13 +63,9 @@ def segments(position_ids: Sequence[int] | None, length: int) -> list[tuple[int,
 
 
 def assistant_header(tokenizer: Any) -> list[int]:
-    """Token ids that open an assistant turn (ChatML: ``<|im_start|>assistant``)."""
-    return tokenizer.encode("<|im_start|>assistant", add_special_tokens=False)
-
-
-def end_of_turn_id(tokenizer: Any) -> int:
-    """Id of the token that ends a reply: the tokenizer's EOS (``<|im_end|>`` for ChatML models)."""
-    return int(tokenizer.convert_tokens_to_ids(tokenizer.eos_token))
+    """Token ids that open an assistant turn, without the newlines that close the header (ChatML:
+    ``<|im_start|>assistant``), read from the chat template (`labhelpers.turns`)."""
+    return tokenizer.encode(assistant_header_text(tokenizer).rstrip("\n"), add_special_tokens=False)
 
 
 def split_at(ids: Sequence[int], start: Sequence[int]) -> list[tuple[int, int]]:
@@ -130,3 +127,14 @@ def examples_in_batch(batch: dict[str, torch.Tensor], start: Sequence[int] | Non
         for s, e in pieces:
             out.append((row_ids[s:e], row_labels[s:e]))
     return out
+
+
+def rendered_ids(rendered: Any) -> list[int]:
+    """Token ids of what ``apply_chat_template(..., tokenize=True)`` returned (a list, or a dict-like with input_ids).
+
+    >>> rendered_ids({"input_ids": [1, 2]}), rendered_ids((3, 4))
+    ([1, 2], [3, 4])
+    """
+    if isinstance(rendered, dict) or hasattr(rendered, "keys"):
+        rendered = rendered["input_ids"]
+    return list(rendered)
