@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from labhelpers.checks.core import TodoCheckError, passed, require, student_code
+from labhelpers.checks.core import NOT_IMPLEMENTED, TodoCheckError, call_student, passed, require, student_code
 
 if TYPE_CHECKING:
     from labhelpers.hardware import Recipe
@@ -178,77 +178,223 @@ def check_sft_config(config: object, recipe: Recipe) -> None:
 
 
 def predict_run_cases() -> list[tuple[dict, int]]:
-    """(config fields, train batches per epoch) for :func:`check_predict_run`: max_steps or epochs, ratios or step
-    counts, gradient accumulation with a partial last group, intervals that do not divide the run.
+    """(config fields, train batches per epoch) for :func:`check_predict_run`, in the order that names the mistake:
+    max_steps with eval_on_start; max_steps below what 3 epochs make, a run not a multiple of eval_steps/save_steps and
+    warmup as a step count; epochs with gradient accumulation that does not divide the batches and shares of the run;
+    a share that is not a whole number of steps; max_steps beyond one epoch and a warmup of exactly 1 step.
 
     >>> [batches for _, batches in predict_run_cases()]
-    [40, 125, 40, 10]
+    [40, 40, 125, 10, 40]
     """
-    base = {"gradient_accumulation_steps": 1, "max_steps": -1, "num_train_epochs": 1, "eval_strategy": "steps",
+    base = {"gradient_accumulation_steps": 1, "max_steps": -1, "num_train_epochs": 1.0, "eval_strategy": "steps",
             "save_strategy": "steps", "logging_strategy": "steps", "logging_steps": 1, "eval_on_start": False}
     return [
         ({**base, "max_steps": 40, "eval_steps": 5, "save_steps": 20, "warmup_steps": 0.1, "eval_on_start": True}, 40),
-        ({**base, "num_train_epochs": 3, "gradient_accumulation_steps": 4, "eval_steps": 0.125, "save_steps": 0.125,
+        ({**base, "max_steps": 30, "num_train_epochs": 3.0, "eval_steps": 7, "save_steps": 14, "warmup_steps": 3}, 40),
+        ({**base, "num_train_epochs": 3.0, "gradient_accumulation_steps": 4, "eval_steps": 0.125, "save_steps": 0.125,
           "warmup_steps": 0.1}, 125),
-        ({**base, "max_steps": 30, "eval_steps": 7, "save_steps": 14, "warmup_steps": 3}, 40),
         ({**base, "gradient_accumulation_steps": 4, "eval_steps": 0.5, "save_steps": 2, "warmup_steps": 0.1}, 10),
+        ({**base, "max_steps": 50, "eval_steps": 10, "save_steps": 25, "warmup_steps": 1}, 40),
     ]
 
 
-def _predict_run_problem(key: str, got: int, config: dict, batches: int, want: dict) -> str:
-    accum, epochs = config["gradient_accumulation_steps"], config["num_train_epochs"]
-    total = want["steps"]
-    if key == "steps":
-        if config["max_steps"] > 0:
-            return f"max_steps={config['max_steps']} is set: it overrides num_train_epochs. Fix: if max_steps > 0, that is the step count"
-        if got == math.floor(batches / accum) * epochs:
-            return (f"{batches} batches with gradient_accumulation_steps={accum} make {math.ceil(batches / accum)} "
-                    f"optimizer steps per epoch, not {batches // accum}: the last, partial group still steps. "
-                    "Fix: ceil(batches / accum) per epoch")
-        if got == batches * epochs:
-            return f"one optimizer step consumes gradient_accumulation_steps={accum} batches. Fix: divide (rounding up)"
-        return "Fix: steps = max_steps if > 0, else ceil(num_train_epochs * ceil(batches / accumulation))"
-    every = config[f"{'eval' if key == 'evaluations' else 'save'}_steps"]
-    if key in ("evaluations", "checkpoints"):
-        interval = math.ceil(total * every) if every < 1 else int(every)
-        if key == "evaluations" and config["eval_on_start"] and got == want[key] - 1:
-            return "eval_on_start=True adds one evaluation before the first step. Fix: count it"
-        if every < 1 and got != want[key]:
-            return (f"{'eval' if key == 'evaluations' else 'save'}_steps={every} is below 1: a share of the run, "
-                    f"every ceil({total} x {every}) = {interval} steps. Fix: convert shares to steps first")
-        if got == total // interval:
-            return (f"every {interval} steps in {total} gives {total // interval}, plus one at the last step "
-                    f"({total}), which the Trainer adds when it is not a multiple of {interval}. Fix: count the final one")
-        return f"Fix: one every {interval} steps, plus the final step when {total} is not a multiple of {interval}"
-    ratio = config["warmup_steps"]
-    if ratio < 1 and got == math.floor(total * ratio):
-        return f"warmup_steps={ratio} is a share: the Trainer rounds it up, ceil({total} x {ratio}). Fix: use math.ceil"
+PREDICT_KEYS = ("steps", "evaluations", "checkpoints", "warmup_steps")
+PREDICT_FIELDS = ("max_steps", "num_train_epochs", "gradient_accumulation_steps", "eval_steps", "eval_on_start",
+                  "save_steps", "warmup_steps")
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a float (ints, floats, numpy and torch scalars), or None when it is no number (text, None, bool).
+
+    >>> _number(3), _number(2.5), _number("3"), _number(None), _number(True)
+    (3.0, 2.5, None, None, None)
+    """
+    if value is None or isinstance(value, (str, bytes, bool)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _shown(number: float) -> str:
+    """A number as the message shows it: whole numbers without ``.0``, others short (9.600000000000001 is 9.6)."""
+    return str(int(number)) if number.is_integer() else f"{number:g}"
+
+
+def _steps_problem(got: float, config: dict, batches: int, want: dict) -> str:
+    accum, epochs, max_steps = config["gradient_accumulation_steps"], config["num_train_epochs"], config["max_steps"]
+    per_epoch = math.ceil(batches / accum)
+    from_epochs = math.ceil(epochs * per_epoch)
+    if max_steps > 0:
+        epochs_answers = (from_epochs, math.ceil(epochs * (batches // accum)), math.ceil(epochs * batches), per_epoch,
+                          batches)  # the epochs' steps, right or with an accumulation mistake, or one epoch's
+        if got in epochs_answers:
+            how = ("it stops before the epochs end" if max_steps < from_epochs else
+                   "the Trainer runs extra epochs to reach them")
+            return (f"max_steps={max_steps} is set: it overrides num_train_epochs={epochs}, so the run makes exactly "
+                    f"{max_steps} steps ({how}). Fix: steps = max_steps when max_steps > 0, else the epochs' steps")
+        if epochs != 1 and got == math.ceil(epochs * max_steps):
+            return (f"max_steps={max_steps} counts the whole run's optimizer steps, not steps per epoch: the Trainer "
+                    f"stops at step {max_steps} whatever num_train_epochs says. Fix: steps = max_steps, not x epochs")
+        return "Fix: steps = max_steps when max_steps > 0 (the epochs do not matter then)"
+    if got == max_steps:
+        return (f"max_steps={max_steps} means not set (the Trainer uses max_steps only when it is > 0), so the "
+                f"{_shown(epochs)} epoch(s) decide. Fix: test config.max_steps > 0, not just config.max_steps")
+    if batches % accum and got == math.ceil(epochs * (batches // accum)):
+        return (f"{batches} batches with gradient_accumulation_steps={accum} make {per_epoch} optimizer steps per "
+                f"epoch, not {batches // accum}: the last, partial group still steps. Fix: ceil(batches / accum) per "
+                "epoch")
+    if accum > 1 and got == math.ceil(epochs * batches):
+        return (f"one optimizer step consumes gradient_accumulation_steps={accum} batches, so {batches} batches make "
+                f"ceil({batches} / {accum}) = {per_epoch} steps per epoch, not {batches}. Fix: ceil(batches / "
+                "accumulation) steps per epoch")
+    if epochs != 1 and got == per_epoch:
+        return (f"num_train_epochs={epochs} repeats the epoch: ceil({_shown(epochs)} x {per_epoch}) = {from_epochs} "
+                f"steps, not {per_epoch}. Fix: ceil(num_train_epochs x steps per epoch)")
+    return "Fix: steps = max_steps if > 0, else ceil(num_train_epochs x ceil(batches / gradient_accumulation_steps))"
+
+
+def _points_problem(key: str, got: float, config: dict, want: dict) -> str:
+    kind = "eval" if key == "evaluations" else "save"
+    name, what = f"{kind}_steps", "evaluation" if kind == "eval" else "checkpoint"
+    total, every = want["steps"], config[f"{kind}_steps"]
+    interval = _steps_of(every, total)
+    start = int(key == "evaluations" and bool(config["eval_on_start"]))
+    multiple = total % interval == 0
+
+    def count(each: int, final: bool = True, always: bool = False) -> int:
+        return total // each + (1 if always else int(final and total % each != 0)) + start
+
+    if key == "evaluations" and start and got == want[key] - 1:
+        return "eval_on_start=True adds one evaluation before the first step. Fix: count it (+1 when eval_on_start)"
+    floored = max(1, math.floor(total * every)) if every < 1 else interval
+    if floored != interval and got == count(floored):
+        return (f"{name}={every} is a share of the run and the Trainer rounds the share up: every ceil({total} x "
+                f"{every}) = {interval} steps, not {floored}. Fix: math.ceil(steps x {name})")
+    if key == "evaluations" and not start and not multiple and got == want[key] + 1:
+        return ("eval_on_start is False in this config: no evaluation before the first step. Fix: add one only when "
+                "config.eval_on_start is True")
+    if not multiple and got == count(interval, final=False):
+        return (f"every {interval} steps in {total} gives {total // interval}, plus one at the last step ({total}), "
+                f"which the Trainer adds when it is not a multiple of {interval}. Fix: count the final one")
+    if multiple and got == count(interval, always=True):
+        return (f"step {total} is already a multiple of {interval}: the {what} there is the last one, not an extra. "
+                f"Fix: add the final one only when steps % {interval} != 0 (that is ceil(steps / {interval}))")
+    if every < 1:
+        return (f"{name}={every} is below 1: a share of the run, every ceil({total} x {every}) = {interval} steps. "
+                "Fix: convert shares to steps first")
+    return (f"Fix: one {what} every {interval} steps, plus the final step when {total} is not a multiple of {interval}"
+            + (", plus one before the first step (eval_on_start)" if start else ""))
+
+
+def _warmup_problem(got: float, config: dict, want: dict) -> str:
+    total, warmup = want["steps"], config["warmup_steps"]
+    if warmup < 1 and got == math.floor(total * warmup):
+        return (f"warmup_steps={warmup} is a share: the Trainer rounds it up, ceil({total} x {warmup}) = "
+                f"{want['warmup_steps']}. Fix: use math.ceil")
+    if warmup >= 1 and got in (math.ceil(total * warmup), total * warmup):
+        steps = f"{want['warmup_steps']} step" + ("s" if want["warmup_steps"] != 1 else "")
+        return (f"warmup_steps={warmup} is a step count: the Trainer reads a value >= 1 as steps (only one below 1 as "
+                f"a share of the run), so the warmup is {steps}, not {_shown(got)}. Fix: "
+                "int(warmup_steps) if warmup_steps >= 1 else math.ceil(steps x warmup_steps)")
     return "Fix: warmup_steps >= 1 is a step count; below 1, ceil(total steps x warmup_steps)"
+
+
+def _not_whole(key: str, config: dict, want: dict) -> str:
+    """The fix for a value that is not a whole number of steps."""
+    if key == "steps":
+        return ("a partial accumulation group still makes a step: ceil(batches / gradient_accumulation_steps) per "
+                "epoch, then ceil(num_train_epochs x that)")
+    if key == "warmup_steps":
+        return (f"warmup_steps={config['warmup_steps']} is a share of the run: the Trainer takes ceil({want['steps']} "
+                f"x {config['warmup_steps']}) = {want['warmup_steps']} steps (math.ceil)")
+    return "count whole points: steps // interval, plus one for the last step when it is not a multiple"
+
+
+def _dict_problem(got: object) -> str | None:
+    """What is wrong with the shape of predict_run's result (not a dict, a key missing or misspelled), or None."""
+    import difflib
+
+    wanted = "{" + ", ".join(f"{k!r}: ..." for k in PREDICT_KEYS) + "}"
+    if not isinstance(got, dict):
+        what = "None (no return statement?)" if got is None else f"a {type(got).__name__} {str(got)[:60]}"
+        return f"predict_run returned {what}, not a dict. Fix: return a dict, {wanted}"
+    missing = [k for k in PREDICT_KEYS if k not in got]
+    if not missing:
+        return None
+    others = {str(k).lower(): k for k in got if k not in PREDICT_KEYS}
+    parts = []
+    for key in missing:
+        close = difflib.get_close_matches(key, list(others), n=1, cutoff=0.5)
+        parts.append(f"no key {key!r}" + (f" (you wrote {others.pop(close[0])!r}: misspelled?)" if close else ""))
+    return (f"predict_run's dict has {', '.join(parts)}. Fix: use exactly the keys "
+            + ", ".join(repr(k) for k in PREDICT_KEYS))
+
+
+def _error_hints(config: dict) -> tuple[tuple[str, str], ...]:
+    """call_student's hints for what a predict_run raises on ``config``."""
+    shares = ", ".join(f"{k}={config[k]}" for k in ("eval_steps", "save_steps") if config[k] < 1)
+    share = (f"a value below 1 ({shares}) is a share of the run, not a step count (int() of it is 0): the interval "
+             "is math.ceil(steps x share) steps" if shares else
+             "a step interval came out as 0: check what you divide by")
+    return (
+        ("warmup_ratio", "TRL 1.x's SFTConfig has no warmup_ratio: warmup_steps holds both, a share of the run below "
+                         "1 (math.ceil(steps x share)) and a step count from 1"),
+        ("object is not subscriptable", "config is an SFTConfig, not a dict: read its fields as attributes, config."
+                                        "gradient_accumulation_steps, not config['gradient_accumulation_steps']"),
+        ("ZeroDivisionError", share),
+        ("must not be zero", share),
+        ("cannot be interpreted as an integer", "range() takes whole numbers: turn a *_steps share below 1 into steps "
+                                                "first (math.ceil(steps x share)) and float counts into int(...)"),
+        ("AttributeError", "read only the fields the TODO names: " + ", ".join(PREDICT_FIELDS)),
+    )
 
 
 @student_code("predict_run")
 def check_predict_run(predict_run) -> None:
     """The optional harder TODO of 06: ``predict_run(config, batches_per_epoch)`` returns the run's optimizer steps,
     evaluations, checkpoints and warmup steps as the Trainer will count them (reference:
-    :func:`labhelpers.sanity.config.plan_run`), on configs with accumulation, ratios and uneven intervals.
+    :func:`labhelpers.sanity.config.plan_run`), on configs with accumulation, ratios and uneven intervals. The first
+    wrong value is named with the mistake that gives it (the steps first: a wrong step count explains the rest); an
+    error inside ``predict_run`` is one named failure.
     """
     from types import SimpleNamespace
 
     from labhelpers.sanity.config import plan_run
 
-    for n, (fields, batches) in enumerate(predict_run_cases(), start=1):
+    cases = predict_run_cases()
+    for n, (fields, batches) in enumerate(cases, start=1):
         plan = plan_run(SimpleNamespace(**fields), batches)
         want = {"steps": plan.total_steps, "evaluations": plan.eval_points, "checkpoints": plan.save_points,
                 "warmup_steps": plan.warmup_steps}
-        got = predict_run(SimpleNamespace(**fields), batches)
-        require(isinstance(got, dict) and set(want) <= set(got),
-                f"predict_run returned {str(got)[:80]!r}", f"return a dict with the keys {sorted(want)}")
+        shown = {k: fields[k] for k in PREDICT_FIELDS}
+        where = f"case {n} ({shown}, {batches} batches per epoch)"
+        try:
+            got = call_student(predict_run, SimpleNamespace(**fields), batches, name="predict_run",
+                               hints=_error_hints(fields))
+        except TodoCheckError as err:
+            if NOT_IMPLEMENTED in str(err):
+                raise
+            raise TodoCheckError(f"{where}: {err}") from None
+        problem = _dict_problem(got)
+        if problem:
+            raise TodoCheckError(f"{where}: {problem}")
         for key in want:  # in order: a wrong step count explains the rest
-            if int(got[key]) != want[key]:
-                shown = {k: fields[k] for k in fields if k not in ("eval_strategy", "save_strategy", "logging_strategy",
-                                                                    "logging_steps")}
-                raise TodoCheckError(f"case {n} ({shown}, {batches} batches per epoch): {key} {got[key]} but the "
-                                     f"Trainer makes {want[key]}. " + _predict_run_problem(key, int(got[key]), fields,
-                                                                                         batches, want))
+            number = _number(got[key])
+            if number is None:
+                raise TodoCheckError(f"{where}: {key} is {got[key]!r} (a {type(got[key]).__name__}), not a number. "
+                                     "Fix: return a whole number (int) for each key")
+            if not number.is_integer():
+                raise TodoCheckError(f"{where}: {key} is {_shown(number)}, not a whole number of steps (the Trainer "
+                                     f"makes {want[key]}). Fix: {_not_whole(key, fields, want)}")
+            if number != want[key]:
+                if key == "steps":
+                    why = _steps_problem(number, fields, batches, want)
+                elif key == "warmup_steps":
+                    why = _warmup_problem(number, fields, want)
+                else:
+                    why = _points_problem(key, number, fields, want)
+                raise TodoCheckError(f"{where}: {key} {_shown(number)} but the Trainer makes {want[key]}. {why}")
     passed("your predictions match the Trainer's own arithmetic: steps, evaluations, checkpoints and warmup on "
-           f"{len(predict_run_cases())} configs")
+           f"{len(cases)} configs")
