@@ -92,12 +92,13 @@ def test_preflight_numerical_checks_move_batches_to_the_model(meta_model):
     import importlib
 
     preflight = importlib.import_module("labhelpers.sanity.preflight")  # the package exports a function of that name
+    numerics = importlib.import_module("labhelpers.sanity.numerics")  # the numerical checks, split out of preflight
 
     model, tokenizer = meta_model
     batch = _cpu_batch(tokenizer)
     ids = batch["input_ids"][0].tolist()
     _run_guarded(model, lambda: preflight.loss_at_init_findings(model, tokenizer, batch))
-    _run_guarded(model, lambda: preflight._reply_loss(model, ids[:5], ids[5:]))
+    _run_guarded(model, lambda: numerics._reply_loss(model, ids[:5], ids[5:]))
 
 
 def test_the_guard_catches_a_cpu_tensor(meta_model):

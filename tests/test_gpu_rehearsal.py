@@ -96,10 +96,10 @@ def test_postflight_skips_quality_findings_for_random_weights_never_silently():
     real = postflight(REAL_MODEL, None, ["a", "b"], replies=replies)
     assert real.by_check("hit_max_new_tokens").status == "fail" and not real.ok
     skipped = postflight(RANDOM_MODEL, None, ["a", "b"], replies=replies)
-    assert skipped.ok and [f.status for f in skipped.findings] == ["warn"] * 4
+    assert skipped.ok and [f.status for f in skipped.findings] == ["warn"] * 5
     assert all(f.message.startswith(RANDOM_WEIGHTS_SKIP + " (measured: ") for f in skipped.findings)
     assert {f.check for f in skipped.findings} == {"hit_max_new_tokens", "empty_replies", "degenerate_replies",
-                                                   "house_format"}
+                                                   "repeated_lines", "house_format"}
 
 
 class _FakeTrainer:
@@ -177,7 +177,7 @@ def test_dry_run_passes_and_flags_an_undeclared_parameter(tmp_path, capsys):
     path.write_text(json.dumps(nb))
     problems = gpu_rehearsal.dry_run(solutions=solutions, build=False)
     assert problems == [f"{path.name}: parameter 'MAX_STEPS' is not declared in its parameters cell (declared: "
-                        "DATASET, MODEL_ID, PROFILE, RESUME, RUN_DIR); drop it from tools/gpu_rehearsal.py's caps or "
+                        "DATASET, LEARNING_RATE, MAX_LENGTH, MODEL_ID, PROFILE, RESUME, RUN_DIR); drop it from tools/gpu_rehearsal.py's caps or "
                         "declare it"]
     with pytest.raises(SystemExit):  # argparse: --steps must be >= 1
         gpu_rehearsal.main(["--dry-run", "--steps", "0"])
