@@ -140,7 +140,7 @@ def disk_finding(args: Any, plan: RunPlan, per_checkpoint: int, free: int, where
     limit = getattr(args, "save_total_limit", None)
     peak_count = plan.save_points if not limit else min(plan.save_points, limit + 1)
     peak = peak_count * per_checkpoint
-    message = (f"{peak_count} checkpoint{'s' if peak_count != 1 else ''} x {per_checkpoint / GB:.2g} GB = "
+    message = (f"{_count(peak_count, 'checkpoint')} x {per_checkpoint / GB:.2g} GB = "
                f"{peak / GB:.3g} GB at the peak; {free / GB:.3g} GB free in {where}")
     if peak > free or peak > DISK_WARN_SHARE * free:
         fits = max(1, math.floor(DISK_WARN_SHARE * free / per_checkpoint) - 1) if per_checkpoint else 1
