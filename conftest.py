@@ -13,7 +13,7 @@ os.environ.setdefault("LAB_PROFILE", "ci")
 os.environ.setdefault("LAB_RUN_DIR", tempfile.mkdtemp(prefix="sft-lab-test-run-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from tools.ci_phases import record, summary_lines  # noqa: E402  (after the environment above is set)
+from tools.ci_phases import record, slowest_files, summary_lines  # noqa: E402  (after the environment above is set)
 
 
 def pytest_runtest_logreport(report):
@@ -25,4 +25,9 @@ def pytest_terminal_summary(terminalreporter):
     if lines:
         terminalreporter.section("time per CI phase (setup + call + teardown)")
         for line in lines:
+            terminalreporter.write_line(line)
+    files = slowest_files()
+    if files:
+        terminalreporter.section("slowest unit-test files (setup + call + teardown)")
+        for line in files:
             terminalreporter.write_line(line)

@@ -7,7 +7,7 @@
 #   ./lab.sh sanity --data F  check your own data and settings before training (--help for the flags)
 #   ./lab.sh build            regenerate the student notebooks from solutions/ (after cleaning them)
 #   ./lab.sh check            fail if notebooks/ is out of date or a solution is not clean (CI does this)
-#   ./lab.sh gpu-rehearsal [--dry-run|--gather-wheels]  rehearse the series on a CUDA machine (tools/gpu_rehearsal.py)
+#   ./lab.sh gpu-rehearsal [--dry-run|--gather-wheels]  rehearse the series on a CUDA machine (tools/gpu_rehearsal/)
 #   ./lab.sh lock [refresh|diff|check]  the locked stack (requirements.lock): resolve anew / what would move / verify
 #   ./lab.sh release --out DIR [--todos IDS] [--source URL] | --list   instructors: a student release (tools/release.py)
 #   ./lab.sh grade SUBMISSIONS --out DIR [--release DIR]   instructors: grade handed-in notebooks (tools/grade.py)

@@ -38,9 +38,8 @@ def share(flags: list[bool]) -> float:
 
 def behaviour(model, tokenizer, pairs: list[tuple[str, str]], recipe) -> dict:
     """Greedy replies to the held-out prompts and the measures notebook 09 reads, for one model."""
-    from labhelpers.behaviour import house_format_rate
+    from labhelpers.behaviour import house_format_rate, is_degenerate
     from labhelpers.generation import generate_replies, reply_nll
-    from labhelpers.sanity.postflight import is_degenerate
 
     prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
     with recipe.autocast():

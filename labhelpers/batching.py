@@ -112,6 +112,19 @@ def effective_batch(per_device: int, grad_accum: int, n_gpus: int = 1, n_example
     return BatchPlan(per_device, grad_accum, n_gpus, n_examples, eff, per_epoch, total, warmup, tokens)
 
 
+def rows_per_step(args: Any) -> int:
+    """Sequences per optimizer step of a ``TrainingArguments``/``SFTConfig`` (or anything with its batch fields):
+    per-device batch x gradient accumulation x devices (``world_size``, 1 when absent).
+
+    >>> from types import SimpleNamespace as NS
+    >>> two_gpus = NS(per_device_train_batch_size=4, gradient_accumulation_steps=2, world_size=2)
+    >>> rows_per_step(NS(per_device_train_batch_size=4, gradient_accumulation_steps=4)), rows_per_step(two_gpus)
+    (16, 16)
+    """
+    world = max(1, int(getattr(args, "world_size", 1) or 1))
+    return effective_batch(args.per_device_train_batch_size, args.gradient_accumulation_steps, world).effective_batch_size
+
+
 def batch_plan_table(configs: Iterable[tuple[int, int, int]] = COMMON_BATCH_CONFIGS, n_examples: int = 500,
                      epochs: float = 3.0, warmup_ratio: float = 0.1, max_length: int | None = None) -> str:
     """A text table of effective batch and step counts for (per_device, grad_accum, n_gpus) configs.

@@ -13,7 +13,8 @@ the answer) or carry no words (``Answer: ...``) has the layout of the format but
 learned the layout often write exactly that, so the score does not count it.
 
 The base SmolLM2 model never writes this by itself, so the share of replies that follow it
-(`house_format_rate`) is a clear before/after number for a fine-tuning run.
+(`house_format_rate`) is a clear before/after number for a fine-tuning run. `is_degenerate` (looping replies)
+measures any reply, whatever its data's format.
 """
 
 from __future__ import annotations
@@ -156,3 +157,24 @@ def data_teaches_house_format(replies: Iterable[str], threshold: float = 0.9) ->
     False
     """
     return house_format_rate(replies) >= threshold
+
+
+# ----------------------------------------------------------------- any reply, format or not
+def repeated_ngram_share(text: str, n: int = 4) -> float:
+    """Share of word n-grams that repeat an earlier one (0 = no repetition; loops approach 1).
+
+    >>> repeated_ngram_share("a b c d e f"), round(repeated_ngram_share("go on " * 10), 2)
+    (0.0, 0.88)
+    """
+    words = text.split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def is_degenerate(text: str, threshold: float = 0.5) -> bool:
+    """True for looping text: at least half of its 4-grams repeat.
+
+    >>> is_degenerate("yes " * 20), is_degenerate("Answer: Paris.\\n- a\\n- b\\n- c")
+    (True, False)
+    """
+    return repeated_ngram_share(text) >= threshold

@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -29,6 +30,12 @@ from labhelpers.sanity.report import Finding
 
 if TYPE_CHECKING:
     from labhelpers.hardware import Recipe
+
+# peft 0.21's get_peft_model reads transformers' renamed ``model.is_gradient_checkpointing`` (transformers 5 calls it
+# is_activation_checkpointing and warns on the old name): a FutureWarning about peft's code, printed in red under the
+# student's get_peft_model cell, with nothing for the student to fix. Only that message is hidden; every other warning
+# still shows (a lab whose point is that warnings matter).
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")  # a llama-style decoder layer's attention
 MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")  # ... and its MLP (two thirds of a layer's weights)

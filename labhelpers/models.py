@@ -191,7 +191,7 @@ def load_tokenizer(model_id: str = DEFAULT_MODEL_ID) -> Any:
     return prepare_tokenizer_for_sft(AutoTokenizer.from_pretrained(path))
 
 
-# A model folder built from the config with random weights (the GPU rehearsal, tools/gpu_rehearsal.py) holds this
+# A model folder built from the config with random weights (the GPU rehearsal, tools/gpu_rehearsal/) holds this
 # marker file and carries this config key, which save_pretrained keeps, so a model trained from it is flagged too.
 RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"
 RANDOM_WEIGHTS_CONFIG_KEY = "lab_random_weights"

@@ -365,10 +365,40 @@ def load_finished_run(trainer: Any, checkpoint: str | Path | None) -> Any | None
                        {"global_step": state.global_step, "trained_now": 0})
 
 
+def epoch_label(epoch: float, planned: float) -> str:
+    """The progress table's epoch column: whole epochs as integers, a share with two decimals.
+
+    >>> epoch_label(0.75, 1), epoch_label(2.0, 3), epoch_label(1 / 3, 1)
+    ('Epoch 0.75/1', 'Epoch 2/3', 'Epoch 0.33/1')
+    """
+    shown = int(epoch) if int(epoch) == epoch else f"{epoch:.2f}"
+    return f"Epoch {shown}/{planned:g}"
+
+
+def show_exact_epochs(trainer: Any) -> None:
+    """Swap transformers' notebook progress table for one whose last line says the epoch reached: its own rounds the
+    final epoch down, so a 30-step run over 0.75 of an epoch ends on "Epoch 0/1", as if nothing had been trained."""
+    handler = getattr(trainer, "callback_handler", None)
+    if handler is None:
+        return
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    class ExactEpochProgress(NotebookProgressCallback):
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.training_tracker is not None:
+                self.training_tracker.update(state.global_step, comment=epoch_label(state.epoch, state.num_train_epochs),
+                                             force_update=True)
+            self.training_tracker = None
+
+    handler.callbacks = [ExactEpochProgress() if type(cb) is NotebookProgressCallback else cb
+                         for cb in handler.callbacks]
+
+
 @contextlib.contextmanager
 def training_guards(trainer: Any, recipe: Recipe, checkpoint: str | Path | None = None,
                     gpu_gib: float | None = None) -> Iterator[None]:
-    """Around ``trainer.train(...)``: a resumed run skips ``eval_on_start`` (its checkpoint's log already has that
+    """Around ``trainer.train(...)``: the notebook's progress table shows the epoch reached (0.75, not 0; see
+    :func:`show_exact_epochs`), a resumed run skips ``eval_on_start`` (its checkpoint's log already has that
     evaluation; transformers would add a second point at the resume step), and running out of GPU memory stops with
     :func:`out_of_memory_message` (the estimate and what would fit) instead of a CUDA traceback.
 
@@ -377,6 +407,7 @@ def training_guards(trainer: Any, recipe: Recipe, checkpoint: str | Path | None 
     """
     import torch
 
+    show_exact_epochs(trainer)
     start_eval = trainer.args.eval_on_start
     trainer.args.eval_on_start = start_eval and checkpoint is None
     try:

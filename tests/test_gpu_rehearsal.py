@@ -35,7 +35,7 @@ def fake_gpu(monkeypatch, name: str = "NVIDIA H100 80GB HBM3", cc: tuple[int, in
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: cc)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: types.SimpleNamespace(total_memory=total))
-    monkeypatch.setattr("labhelpers.hardware._probe_flash", lambda: (None, "no flash-attention in this test"))
+    monkeypatch.setattr("labhelpers.hardware.detect._probe_flash", lambda: (None, "no flash-attention in this test"))
 
 
 # ----------------------------------------------------------------------------------------- LAB_FORCE_HARDWARE
@@ -159,7 +159,7 @@ def test_flags_a_parameter_the_notebook_does_not_declare(tmp_path):
     assert gpu_rehearsal.parameter_problems(notebook, {"PROFILE": "colab", "MAX_STEPS": 4}) == []
     problems = gpu_rehearsal.parameter_problems(notebook, {"PROFILE": "colab", "SHORT_STEPS": 4})
     assert problems == ["06_demo.ipynb: parameter 'SHORT_STEPS' is not declared in its parameters cell (declared: "
-                        "MAX_STEPS, PROFILE); drop it from tools/gpu_rehearsal.py's caps or declare it"]
+                        "MAX_STEPS, PROFILE); drop it from tools/gpu_rehearsal/jobs.py's caps or declare it"]
 
 
 @pytest.mark.slow
@@ -177,7 +177,7 @@ def test_dry_run_passes_and_flags_an_undeclared_parameter(tmp_path, capsys):
     path.write_text(json.dumps(nb))
     problems = gpu_rehearsal.dry_run(solutions=solutions, build=False)
     assert problems == [f"{path.name}: parameter 'MAX_STEPS' is not declared in its parameters cell (declared: "
-                        "DATASET, LEARNING_RATE, MAX_LENGTH, MODEL_ID, PROFILE, RESUME, RUN_DIR); drop it from tools/gpu_rehearsal.py's caps or "
+                        "DATASET, LEARNING_RATE, MAX_LENGTH, MODEL_ID, PROFILE, RESUME, RUN_DIR); drop it from tools/gpu_rehearsal/jobs.py's caps or "
                         "declare it"]
     with pytest.raises(SystemExit):  # argparse: --steps must be >= 1
         gpu_rehearsal.main(["--dry-run", "--steps", "0"])

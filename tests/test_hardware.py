@@ -43,7 +43,7 @@ def fake_gpu(monkeypatch, name: str, cc: tuple[int, int], total_bytes: int, flas
     found = {"flash_attn": "the flash_attn package 2.8.3 is installed and imports",
              "kernels": "kernels 0.19.1 loaded the prebuilt hub kernel kernels-community/flash-attn2 (no compiling)"}
     reason = found.get(flash, "kernels is not installed, and transformers serves flash-attention through kernels only")
-    monkeypatch.setattr(hardware, "_probe_flash", lambda: (flash, reason))
+    monkeypatch.setattr(hardware.detect, "_probe_flash", lambda: (flash, reason))
 
 
 def fake_cpu(monkeypatch) -> None:

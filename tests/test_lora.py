@@ -326,3 +326,29 @@ def test_preflight_and_lora_findings_judge_a_lora_learning_rate_alike(lr):
     by_lora = next(f.status for f in lora_findings(tiny, lr, Tok()) if f.check == "lora_learning_rate")
     by_preflight = hyperparameter_findings(lr, 0.1, True, 135_000_000, 500, 16, -1, 1)[0].status
     assert by_preflight == by_lora, (lr, by_preflight, by_lora)
+
+
+PEFT_WARNING_PROBE = """
+import warnings
+import labhelpers.lora  # noqa: F401  (notebook 12 imports it before get_peft_model)
+from peft import LoraConfig, get_peft_model
+from transformers import LlamaConfig, LlamaForCausalLM
+config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     num_key_value_heads=1)
+get_peft_model(LlamaForCausalLM(config), LoraConfig(r=2, target_modules=["q_proj"]))
+warnings.warn("another FutureWarning still shows", FutureWarning)
+"""
+
+
+def test_peft_deprecation_warning_is_hidden_and_others_still_show():
+    """peft's use of transformers' renamed is_gradient_checkpointing printed a red FutureWarning under notebook 12's
+    get_peft_model cell; labhelpers.lora hides exactly that message (a fresh process: warnings show once each)."""
+    import inspect
+    import subprocess
+
+    import peft.peft_model
+
+    assert "is_gradient_checkpointing" in inspect.getsource(peft.peft_model)  # peft still reads it: the filter is needed
+    stderr = subprocess.run([sys.executable, "-c", PEFT_WARNING_PROBE], capture_output=True, text=True, check=True).stderr
+    assert "is_gradient_checkpointing" not in stderr
+    assert "another FutureWarning still shows" in stderr

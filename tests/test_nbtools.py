@@ -586,7 +586,7 @@ def note(cell: NotebookNode) -> str | None:
 
 def test_real_04_dependency_comments():
     nb = real_student("04_loss_masking")
-    for independent in ("pick = [i for i, n in enumerate(lengths)", "trainer_a, batch_a = collated(text_rows)",
+    for independent in ("by_length = sorted(range(len(lengths))", "trainer_a, batch_a = collated(text_rows)",
                         "trainer_b, batch_b = collated(demo_rows)"):  # they run fine before the TODO
         cell = cell_with(nb, independent)
         assert note(cell) is None and "raises-exception" not in tags(cell) and "require_todo" not in cell.source
@@ -655,8 +655,12 @@ def test_colab_cells_are_written_from_pyproject_and_stale_ones_are_caught(repo):
     nbtools.clean()
     cleaned = nbtools.read_notebook(repo / "solutions" / "01_demo.ipynb")
     assert cleaned.cells[1].source == colab.install_cell_source()
+    assert cleaned.cells[1].metadata["cellView"] == "form"  # Colab opens it folded: its title and two settings
     assert cleaned.cells[0].source == colab.badge_markdown("notebooks/01_demo.ipynb") + "\n\n# 01 · Demo"
     nbtools.build()
     assert nbtools.check() == []
+    student = nbtools.read_notebook(repo / "notebooks" / "01_demo.ipynb")
+    install = next(c for c in student.cells if c.source == colab.install_cell_source())
+    assert install.metadata["cellView"] == "form"
     plain = notebook(code("x = 1"), code("y = 2"))  # a notebook without Colab cells is left as it is
     assert nbtools.with_colab_cells(plain, "01_demo") == plain

@@ -11,7 +11,7 @@ from tools import gpu_rehearsal, runtime_estimate
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted(ROOT.glob("solutions/[0-9][0-9]_*.ipynb"))
-PLACES = ("tools/runtime_estimate.py", "tools/gpu_rehearsal.py", "README.md", "labhelpers/checks/", "notebooks/")
+PLACES = ("tools/runtime_estimate.py", "tools/gpu_rehearsal/jobs.py", "README.md", "labhelpers/checks/", "notebooks/")
 
 
 def _missing(number: str, stem: str, readme: str, estimates: dict, checks: set[str]) -> list[str]:
@@ -19,7 +19,7 @@ def _missing(number: str, stem: str, readme: str, estimates: dict, checks: set[s
     if number not in estimates:
         missing.append("tools/runtime_estimate.py: notebook_work() has no entry (its first cell's T4 minutes)")
     if number not in gpu_rehearsal.ESTIMATE_S:
-        missing.append("tools/gpu_rehearsal.py: ESTIMATE_S has no job (the GPU rehearsal would skip it)")
+        missing.append("tools/gpu_rehearsal/jobs.py: ESTIMATE_S has no job (the GPU rehearsal would skip it)")
     if not re.search(rf"^\| {number} \|", readme, flags=re.MULTILINE):
         missing.append("README.md: no row in the lesson table ('| NN | topic | ... |')")
     if f"| {number} " not in next((line for line in readme.splitlines() if line.startswith("| notebook | 01")), ""):

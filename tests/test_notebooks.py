@@ -39,6 +39,7 @@ def test_colab_badge_and_install_cell(path):
     cells = nbformat.read(path, as_version=4).cells
     assert cells[0].source.splitlines()[0] == colab.badge_markdown(f"notebooks/{path.name}")
     assert cells[1].source == colab.install_cell_source()
+    assert cells[1].metadata.get("cellView") == "form"  # Colab folds it to its title and two settings
     assert "parameters" in cells[2].metadata.get("tags", [])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 PHASES = ("papermill (solutions)", "nbval solutions", "nbval students", "unit tests", "doctests",
           "papermill ampere-cpu (smoke)")
 _seconds: dict[str, list[float]] = {}
+_file_seconds: dict[str, list[float]] = {}  # unit tests only, per test file: where to look when that phase grows
 
 
 def ci_phase(nodeid: str) -> str:
@@ -35,9 +36,13 @@ def ci_phase(nodeid: str) -> str:
 def record(nodeid: str, seconds: float, when: str, into: dict[str, list[float]] | None = None) -> None:
     """Add one report's duration (setup, call or teardown) to its phase; a test is counted at its call."""
     into = _seconds if into is None else into
-    entry = into.setdefault(ci_phase(nodeid), [0.0, 0])
-    entry[0] += seconds
-    entry[1] += when == "call"
+    phase = ci_phase(nodeid)
+    entries = [into.setdefault(phase, [0.0, 0])]
+    if phase == PHASES[3] and into is _seconds:
+        entries.append(_file_seconds.setdefault(nodeid.split("::")[0], [0.0, 0]))
+    for entry in entries:
+        entry[0] += seconds
+        entry[1] += when == "call"
 
 
 def summary_lines(seconds: dict[str, list[float]] | None = None) -> list[str]:
@@ -54,3 +59,15 @@ def summary_lines(seconds: dict[str, list[float]] | None = None) -> list[str]:
     total = sum(s for s, _ in seconds.values()) or 1.0
     return [f"{phase:<22} {s:8.1f} s  {s / total:4.0%}  ({count} test{'' if count == 1 else 's'})"
             for phase, (s, count) in sorted(seconds.items(), key=lambda item: -item[1][0])]
+
+
+def slowest_files(n: int = 12, seconds: dict[str, list[float]] | None = None) -> list[str]:
+    """The ``n`` unit-test files that took longest, one line each (the unit-test phase's own breakdown).
+
+    >>> print("\\n".join(slowest_files(2, {"tests/test_a.py": [30.0, 4], "tests/test_b.py": [2.5, 1], "tests/c.py": [9.0, 2]})))
+    tests/test_a.py                                  30.0 s  (4 tests)
+    tests/c.py                                        9.0 s  (2 tests)
+    """
+    seconds = _file_seconds if seconds is None else seconds
+    ranked = sorted(seconds.items(), key=lambda item: -item[1][0])[:n]
+    return [f"{name:<46} {s:6.1f} s  ({count} test{'' if count == 1 else 's'})" for name, (s, count) in ranked]

@@ -83,6 +83,10 @@ def _pin_list(pins: list[str], per_line: int = 4) -> list[str]:
     return ["        " + " ".join(f'"{p}",' for p in pins[i:i + per_line]) for i in range(0, len(pins), per_line)]
 
 
+# The install cell's first line: Colab folds a cell that opens with "# @title" into a titled form.
+INSTALL_TITLE = "# @title Install cell (Colab only): the versions CI tested, and labhelpers"
+
+
 def install_cell_source(lock_path: Path = lock.LOCK, source: str | None = None) -> str:
     """Source of the install cell. In Colab: record the versions present, install exactly the lock's ``colab`` pins
     and labhelpers from its pinned source, stop with what to do when labhelpers does not import, check every pin
@@ -95,11 +99,15 @@ def install_cell_source(lock_path: Path = lock.LOCK, source: str | None = None) 
     True
     """
     return "\n".join([
-        "# Install cell: in Colab it installs the versions CI tested (requirements.lock) and labhelpers; locally it does nothing.",
+        f"{INSTALL_TITLE} {{ display-mode: \"form\" }}",
+        "# In Colab it installs the versions CI tested (requirements.lock) and labhelpers; elsewhere it does nothing.",
+        "# Colab shows this cell as a form: the code stays folded, the two settings below are a checkbox and a text box.",
         "import os, sys",
         "",
-        "USE_DRIVE = False  # Colab: True keeps what notebooks share (tuned model, metrics, replies) on Google Drive",
-        f'LABHELPERS_SOURCE = "{source or labhelpers_source()}"  # or a zip URL, a Drive folder, a local path',
+        "# True keeps what notebooks share (tuned model, metrics, replies) on Google Drive",
+        'USE_DRIVE = False  # @param {type:"boolean"}',
+        "# where labhelpers comes from: this release, or a zip URL, a Drive folder, a local path",
+        f'LABHELPERS_SOURCE = "{source or labhelpers_source()}"  # @param {{type:"string"}}',
         'if "google.colab" in sys.modules:',
         "    PINS = [  # generated from requirements.lock by tools/colab.py: torch, the kernel and ipywidgets stay Colab's",
         *_pin_list(lock.colab_pins(lock_path)),

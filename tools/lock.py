@@ -6,7 +6,7 @@
 
 pyproject.toml keeps the ranges the series accepts; the lock is what one ``pip install --dry-run --report`` of them
 resolved on one day, never hand-edited. ``./lab.sh`` and CI install it, the Colab install cell is generated from it
-(``tools/colab.py``) and the GPU rehearsal carries its versions (``tools/gpu_rehearsal.py``), so a Colab student gets
+(``tools/colab.py``) and the GPU rehearsal carries its versions (``tools/gpu_rehearsal/``), so a Colab student gets
 the versions CI tested. Each line carries its group:
 
 * ``colab``: pinned exactly by the Colab install cell: everything the series' own requirements (core, ``lab``,

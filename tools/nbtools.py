@@ -665,7 +665,7 @@ def with_todo_ids(nb: NotebookNode, name: str, path: str | Path = "<notebook>") 
 
 
 def clean_notebook(nb: NotebookNode, name: str) -> NotebookNode:
-    """Copy of `nb` as nbformat 4.5 with no outputs or counts, allowlisted metadata (tags, TODO id) and ids derived
+    """Copy of `nb` as nbformat 4.5 with no outputs or counts, allowlisted metadata (tags, TODO id, Colab's form view) and ids derived
     from `name`."""
     nb = copy.deepcopy(nb)
     nb.nbformat, nb.nbformat_minor = 4, 5
@@ -675,7 +675,9 @@ def clean_notebook(nb: NotebookNode, name: str) -> NotebookNode:
     for i, cell in enumerate(nb.cells):
         tags = cell_tags(cell)
         todo = cell.get("metadata", {}).get(TODO_KEY)
-        cell.metadata = nbformat.from_dict({**({"tags": tags} if tags else {}), **({TODO_KEY: todo} if todo else {})})
+        view = cell.get("metadata", {}).get("cellView")  # Colab's folded form (the install cell)
+        cell.metadata = nbformat.from_dict({**({"tags": tags} if tags else {}), **({TODO_KEY: todo} if todo else {}),
+                                            **({"cellView": view} if view == "form" else {})})
         cell.id = cell_id(name, i)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -683,7 +685,7 @@ def clean_notebook(nb: NotebookNode, name: str) -> NotebookNode:
 
 
 BADGE_PREFIX = "[![Open In Colab]"
-INSTALL_PREFIX = "# Install cell:"
+INSTALL_PREFIXES = ("# @title Install cell", "# Install cell:")  # today's first line, and the one before
 
 
 def with_colab_cells(nb: NotebookNode, name: str, source: str | None = None) -> NotebookNode:
@@ -700,8 +702,9 @@ def with_colab_cells(nb: NotebookNode, name: str, source: str | None = None) -> 
     if badge.cell_type == "markdown" and badge.source.startswith(BADGE_PREFIX):
         rest = badge.source.split("\n", 1)[1:]
         badge.source = "\n".join([colab.badge_markdown(f"notebooks/{name}.ipynb", source), *rest])
-    if install.cell_type == "code" and install.source.startswith(INSTALL_PREFIX):
+    if install.cell_type == "code" and install.source.startswith(INSTALL_PREFIXES):
         install.source = colab.install_cell_source(source=source)
+        install.setdefault("metadata", {})["cellView"] = "form"  # Colab opens it folded, as its title and settings
     return nb
 
 

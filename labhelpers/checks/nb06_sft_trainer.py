@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from labhelpers.batching import rows_per_step
 from labhelpers.checks.core import NOT_IMPLEMENTED, TodoCheckError, call_student, passed, require, student_code
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ def check_sft_config(config: object, recipe: Recipe) -> None:
     require(not problems, "your SFTConfig differs from what this run needs:\n  - " + "\n  - ".join(problems),
             "change those fields and re-run the cell")
     batching = "packing" if config.packing else f"{config.train_sampling_strategy} batches"
-    effective = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    effective = rows_per_step(config)
     passed(f"SFTConfig fits the {recipe.profile} recipe's run: max_length {config.max_length}, "
            f"lr {config.learning_rate}, effective batch {effective}, assistant-only loss, {batching}"
            + ("".join(f"\n  note: {n}" for n in notes)))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from labhelpers.batching import rows_per_step
 from labhelpers.sanity.report import Finding, SanityReport
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
@@ -396,7 +397,7 @@ def _run_checks(args: argparse.Namespace, inputs: dict[str, Any]) -> Run:
     findings = [f for f in pre.findings if f.check not in REPLACED_BY_DATASET]
     dropped = report.extras.get("dropped_share", 0.0)
     n_kept = max(1, round(n_train * (1 - dropped)))
-    eff = s.per_device_train_batch_size * s.gradient_accumulation_steps
+    eff = rows_per_step(s)
     n_params = sum(p.numel() for p in model.parameters())
     hyper = hyperparameter_findings(s.learning_rate, _warmup(trainer.args), _is_lora(model), n_params, n_kept, eff,
                                     s.max_steps, s.num_train_epochs)  # every row and your batch, not the preflight's

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-
-from labhelpers.behaviour import data_teaches_house_format, house_format_rate, repeats_itself
+from labhelpers.behaviour import data_teaches_house_format, house_format_rate, is_degenerate, repeats_itself
 from labhelpers.compare import new_token_counts
 from labhelpers.generation import generate_replies
 from labhelpers.sanity.config import generation_findings
@@ -26,26 +25,6 @@ def skipped_for_random_weights(finding: Finding) -> Finding:
         return finding
     return Finding(finding.check, "warn", f"{RANDOM_WEIGHTS_SKIP} (measured: {finding.message})",
                    "run on trained weights (not a RANDOM_WEIGHTS model folder) to judge this")
-
-
-def repeated_ngram_share(text: str, n: int = 4) -> float:
-    """Share of word n-grams that repeat an earlier one (0 = no repetition; loops approach 1).
-
-    >>> repeated_ngram_share("a b c d e f"), round(repeated_ngram_share("go on " * 10), 2)
-    (0.0, 0.88)
-    """
-    words = text.split()
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return 1 - len(set(grams)) / len(grams) if grams else 0.0
-
-
-def is_degenerate(text: str, threshold: float = 0.5) -> bool:
-    """True for looping text: at least half of its 4-grams repeat.
-
-    >>> is_degenerate("yes " * 20), is_degenerate("Answer: Paris.\\n- a\\n- b\\n- c")
-    (True, False)
-    """
-    return repeated_ngram_share(text) >= threshold
 
 
 def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs: Sequence[str] | None = None,

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from labhelpers.batching import updates_per_epoch
+from labhelpers.batching import rows_per_step, updates_per_epoch
 from labhelpers.display import IGNORE_INDEX, bracket_trained, render_masked_tokens
 from labhelpers.lora import LORA_LR_FAIL, LORA_LR_HIGH, LORA_LR_LOW, lora_findings
 from labhelpers.sanity.config import doubled_end_findings, generation_findings, plan_run, schedule_findings, strategy
@@ -632,8 +632,7 @@ def preflight(trainer: Any, level: str = "quick", dataset: Any = None, max_batch
         device = args.device
         cap = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
         report.extend(precision_findings(bool(args.fp16), bool(args.bf16), _model_dtype(model), device.type, cap))
-        world = max(1, getattr(args, "world_size", 1))
-        eff = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
+        eff = rows_per_step(args)
         n_params = sum(p.numel() for p in model.parameters())
         report.extend(hyperparameter_findings(args.learning_rate, _warmup(args), _is_lora(model), n_params,
                                               len(trainer.train_dataset), eff, args.max_steps, args.num_train_epochs))

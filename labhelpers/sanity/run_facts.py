@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from labhelpers.batching import rows_per_step
 from labhelpers.sanity.config import RunPlan, strategy
 from labhelpers.sanity.report import Finding
 
@@ -48,8 +49,7 @@ def facts_finding(args: Any, plan: RunPlan, n_rows: int) -> Finding:
     >>> print(facts_finding(args, RunPlan(30, 40, 7, 2, 30, 3, 2), 160).message)
     30 optimizer steps of 4 rows = 0.75 epoch of 160 rows (max_steps=30 ends it); 7 evaluations (one before the first step); 2 checkpoints written, up to 2 kept; warmup 3 steps to lr 0.0002, then cosine
     """
-    world = max(1, int(getattr(args, "world_size", 1) or 1))
-    rows = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
+    rows = rows_per_step(args)
     limit = getattr(args, "save_total_limit", None)
     kept = plan.save_points if not limit else min(plan.save_points, limit)
     start = " (one before the first step)" if getattr(args, "eval_on_start", False) and plan.eval_points else ""
