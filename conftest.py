@@ -20,7 +20,29 @@ def pytest_runtest_logreport(report):
     record(report.nodeid, report.duration, report.when)
 
 
+def series_summary_lines() -> list[str]:
+    """The ci series as ``./lab.sh run`` summarises it, from the papermill pass of this session (nothing when it did not
+    run): time per notebook, in reference steps when ``.ci/run`` measured one (``LAB_REFERENCE_STEP_S``), and what the
+    notebooks measured (loss, house format, cut and looping replies, what tuning cost)."""
+    import json
+    from pathlib import Path
+
+    from tools.series import summary_lines as series_lines
+
+    run = Path(os.environ["LAB_RUN_DIR"])
+    timings_file = run / "metrics" / "papermill_timings.json"
+    if not timings_file.is_file():
+        return []
+    reference = os.environ.get("LAB_REFERENCE_STEP_S")
+    return series_lines(run, json.loads(timings_file.read_text()), float(reference) if reference else None)
+
+
 def pytest_terminal_summary(terminalreporter):
+    series = series_summary_lines()
+    if series:
+        terminalreporter.section("the ci series (papermill pass): time per notebook, what it measured")
+        for line in series:
+            terminalreporter.write_line(line)
     lines = summary_lines()
     if lines:
         terminalreporter.section("time per CI phase (setup + call + teardown)")

@@ -198,6 +198,9 @@ def test_solution_executes_with_papermill(path):
 # forward in autocast (accelerate does that while training) and its sample must enter the recipe's autocast itself.
 AMPERE_CPU = ("02", "05", "06", "06", "09", "10", "11", "12", "13")
 AMPERE_CPU_RUNS = [(p, i) for i, n in enumerate(AMPERE_CPU) for p in SOLUTIONS if p.name[:2] == n]
+# 12's memory measurement trains 2 steps in two child processes (27 s of the pass's 208 s, measured 2026-12-06): it
+# measures this CPU's memory, not the contract, whose training steps 06 (full) and 12's own adapter run already take.
+AMPERE_CPU_PARAMETERS = {"12": {"MEASURE_MEMORY": False}}
 
 
 @pytest.mark.slow
@@ -208,7 +211,7 @@ def test_solution_keeps_the_ampere_contract(path, i, monkeypatch, tmp_path_facto
     out = run / "executed" / f"{i:02d}_{path.name}"
     out.parent.mkdir(parents=True, exist_ok=True)
     monkeypatch.setenv("LAB_FORCE_HARDWARE", "ampere-cpu")  # the kernel papermill starts inherits it
-    seconds = execute(path, out, {"RUN_DIR": str(run)})
+    seconds = execute(path, out, {"RUN_DIR": str(run), **AMPERE_CPU_PARAMETERS.get(path.name[:2], {})})
     nb = nbformat.read(out, as_version=4)
     errors = [f"{o.ename}: {o.evalue}"[:500] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.output_type == "error"]

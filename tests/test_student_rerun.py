@@ -21,6 +21,11 @@ PROBE = ("import json; print('RUN=' + json.dumps({'steps': [(h['step'], round(h[
          "'optimizer_steps': int(next(iter(optimizer.optimizer.state.values()))['step'])}))")
 
 
+# Two optimizer steps of 2 micro-batches of one row each: enough for the accumulation counters this test checks, at
+# a third of the ci profile's loop (6 micro-batches of 2 rows), which notebook 11's papermill run already executes.
+SMALL_LOOP = {"MICRO_BATCHES": 4, "MICRO_BATCH_SIZE": 1, "GRAD_ACCUM": 2}
+
+
 def _solution_of_first_todo() -> str:
     cells = nbformat.read(ROOT / "solutions" / NOTEBOOK, as_version=4).cells
     return next(c.source for c in cells if c.cell_type == "code" and "### BEGIN SOLUTION" in c.source)
@@ -38,6 +43,10 @@ def _errors(cell: nbformat.NotebookNode) -> list[str]:
 def test_loop_cell_rerun_after_the_fix_repeats_a_fresh_run():
     nb = nbformat.read(ROOT / "notebooks" / NOTEBOOK, as_version=4)
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    parameters = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    for name, value in SMALL_LOOP.items():  # the counters under test need two steps, not the lesson's sizes
+        assert f"{name} = None" in parameters.source, f"{NOTEBOOK}'s parameters cell lost {name}"
+        parameters.source = parameters.source.replace(f"{name} = None", f"{name} = {value}")
     todo = next(i for i in code if "raise NotImplementedError" in nb.cells[i].source)
     loop = next(i for i in code if "fresh_run()" in nb.cells[i].source and "accelerator.backward" in nb.cells[i].source)
     client = NotebookClient(nb, kernel_name="python3", timeout=900, allow_errors=True,
