@@ -222,3 +222,20 @@ def test_check_cost_is_small(model_and_tokenizer):
     seconds = time.perf_counter() - start
     print(f"check_generate_answers: {seconds:.1f} s")
     assert seconds < 30  # ~2-4 s on an idle 2-core CPU; the bound leaves room for a loaded CI machine
+
+
+def test_remembered_reference_replies_follow_the_weights():
+    """The check reuses its one-prompt reference replies only while the weights are the same: a change in any tensor
+    (not only the first, which a LoRA run leaves alone), an added adapter or a dtype cast makes it generate again."""
+    from labhelpers.checks.nb02_baseline_generation import _weights_key
+
+    model = torch.nn.Sequential(torch.nn.Embedding(8, 4), torch.nn.Linear(4, 4))
+    key = _weights_key(model)
+    assert _weights_key(model) == key
+    with torch.no_grad():
+        model[1].weight[0, 0] += 0.5  # a later tensor moves, the embedding does not
+    moved = _weights_key(model)
+    assert moved != key
+    model.add_module("adapter", torch.nn.Linear(4, 1))
+    assert _weights_key(model) != moved
+    assert _weights_key(model.double()) != _weights_key(model.float())

@@ -32,13 +32,14 @@ _ALONE: dict[tuple, str] = {}  # reference replies already generated: a re-run o
 
 
 def _weights_key(model) -> tuple:
-    """Changes whenever the weights do (training, a dtype cast, another model at the same address)."""
+    """Changes whenever the weights do: training (a few values of every tensor, adapters included), a dtype cast, an
+    added adapter, another model at the same address."""
     import torch
 
-    first = next(model.parameters())
+    params = list(model.parameters())
     with torch.no_grad():
-        probe = float(first.detach().flatten()[:512].double().sum())
-    return id(model), first.data_ptr(), str(first.dtype), probe
+        probe = sum(float(p.detach().flatten()[:64].double().sum()) for p in params)
+    return id(model), len(params), params[0].data_ptr(), str(params[0].dtype), probe
 
 
 def _generate_alone(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
