@@ -1,16 +1,18 @@
 """Check a run's inputs (profile, sizes, dataset, output folder) before any model is loaded or file written.
 
 Every problem raises one :class:`RunInputError` (a ``ValueError``) naming the input, what is wrong and
-the fix; nothing in the run folder is created or touched until every input has passed.
+the fix; nothing in the run folder is created or touched until every input has passed. Every notebook opens with
+the one call that does this and returns what the lesson works with::
 
-    inputs = check_run_inputs(PROFILE, DATASET, RUN_DIR, max_steps=MAX_STEPS)
-    recipe, data, run = inputs.recipe, inputs.data, inputs.run
+    recipe, data, RUN = start_lesson(PROFILE, DATASET, RUN_DIR)                 # 01-05, 07-13
+    recipe, data, RUN = start_lesson(PROFILE, DATASET, RUN_DIR, max_steps=30)  # 06: sizes a student may change
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from typing import NamedTuple
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,3 +128,38 @@ def check_run_inputs(profile: str | None = None, dataset: str = DEFAULT_DATASET,
     data = _load_data(dataset)
     check_split_sizes(recipe, len(data["train"]))
     return RunInputs(recipe, data, run)
+
+
+class Lesson(NamedTuple):
+    """What a notebook works with: ``recipe, data, RUN = start_lesson(...)``."""
+
+    recipe: Recipe
+    data: Any
+    run: Path
+
+
+def start_lesson(profile: str | None = None, dataset: str = DEFAULT_DATASET, run_dir: str | os.PathLike | None = None,
+                 **sizes: Any) -> Lesson:
+    """A notebook's setup in one call: every input checked (:func:`check_run_inputs`: profile, ``sizes``, dataset,
+    run folder; a problem raises :class:`RunInputError` naming the input and the fix), then the run folder created
+    and its dataset recorded, the seed set (42) and the setup progress bars hidden (the trainer's stays).
+
+    >>> import tempfile
+    >>> recipe, data, RUN = start_lesson("ci", run_dir=tempfile.mkdtemp())
+    >>> recipe.profile, sorted(data), RUN.is_dir()
+    ('ci', ['test', 'train'], True)
+    >>> start_lesson("cpu")
+    Traceback (most recent call last):
+    ...
+    labhelpers.inputs.RunInputError: PROFILE: unknown profile 'cpu' (from the profile argument): choose one of 'ci', 'colab', 'full'; pass one of them. Fix: use one of the profiles listed
+    """
+    import transformers
+
+    from labhelpers.models import hide_setup_progress_bars
+    from labhelpers.runs import run_dir as make_run_dir
+
+    inputs = check_run_inputs(profile, dataset, run_dir, **sizes)
+    run = make_run_dir(inputs.recipe.profile, inputs.run, dataset)
+    transformers.set_seed(42)
+    hide_setup_progress_bars()
+    return Lesson(inputs.recipe, inputs.data, run)

@@ -204,6 +204,12 @@ def _release_cells(nb: NotebookNode, todo: Todo) -> tuple[int, str]:
     return index, check_code(nb.cells[at].source)
 
 
+def _check_index(nb: NotebookNode, todo: Todo) -> int:
+    """Index of the TODO's check cell in the release notebook."""
+    index = _release_cells(nb, todo)[0]
+    return check_cell_index(nb, index)
+
+
 def _latest(submissions: list[Submission], student: str, name: str) -> Submission | None:
     """The student's newest file for notebook `name` (a second upload replaces the first), or None."""
     mine = [s for s in submissions if s.student == student and s.notebook == name]
@@ -246,7 +252,8 @@ def plan(release: Release, todos: list[Todo], submissions: list[Submission], wor
                          "log": str(folder / f"{todo.id}.log")})
         if jobs:
             stand_ins = dict.fromkeys(s for t in its_todos for s in t.stand_ins)
-            setup = "\n\n".join([*setup_sources(nb), *(STAND_INS[s] for s in stand_ins)])
+            last_check = max(_check_index(nb, t) for t in its_todos)  # its imports up to there run too
+            setup = "\n\n".join([*setup_sources(nb, last_check), *(STAND_INS[s] for s in stand_ins)])
             notebooks.append({"notebook": name, "setup": setup, "setup_dir": str(work / "setup" / name),
                               "setup_timeout": SETUP_TIMEOUT_S, "jobs": jobs})
     warm = any("load_tokenizer" in nb["setup"] for nb in notebooks)

@@ -121,15 +121,34 @@ def _calls(stmt: ast.stmt, name: str) -> bool:
         isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == name
 
 
-def setup_sources(nb: NotebookNode) -> list[str]:
-    """The notebook's parameters cell and the setup cell right after it (the series frame: imports, recipe, run
-    folder), the cells every graded TODO runs first."""
+def setup_sources(nb: NotebookNode, upto: int | None = None) -> list[str]:
+    """The notebook's parameters cell and the setup cell right after it (the series frame: ``start_lesson``, the
+    recipe, data and run folder), the cells every graded TODO runs first; with ``upto`` (a cell index), also the
+    import statements of the code cells after the setup cell up to that one: a notebook imports where it first uses
+    a name, and a TODO's check may read one imported above it (grading runs those imports, not those cells).
+    """
     for i, cell in enumerate(nb.cells):
         if nbtools.TAG_PARAMETERS in nbtools.cell_tags(cell):
-            after = next((c for c in nb.cells[i + 1:] if c.cell_type == "code"), None)
-            return [cell.source] + ([after.source] if after is not None else [])
+            code = [j for j in range(i + 1, len(nb.cells)) if nb.cells[j].cell_type == "code"]
+            frame = [cell.source] + ([nb.cells[code[0]].source] if code else [])
+            later = [nb.cells[j].source for j in code[1:] if upto is not None and j <= upto]
+            imports = "\n".join(line for source in later for line in import_statements(source))
+            return frame + ([imports] if imports else [])
     raise ValueError("no cell tagged 'parameters': the series frame (solutions/README.md) puts the parameters cell "
                      "third, followed by the setup cell")
+
+
+def import_statements(source: str) -> list[str]:
+    r"""The top-level import statements of a cell, as written (a parenthesised import keeps its lines).
+
+    >>> import_statements("# NBVAL_IGNORE_OUTPUT\nimport math\nfrom a import (b,\n    c)\nx = math.pi")
+    ['import math', 'from a import (b,\n    c)']
+    """
+    tree = nbtools.parse_cell(source)
+    if tree is None:
+        return []
+    return [ast.get_source_segment(source, node) or "" for node in tree.body if isinstance(node, (ast.Import,
+                                                                                                    ast.ImportFrom))]
 
 
 def solution_regions(source: str) -> tuple[str, ...]:
@@ -187,15 +206,14 @@ def notebook_todos(path: Path) -> list[Todo]:
     """The TODOs of one solution notebook, in cell order."""
     nb = nbtools.read_notebook(path)
     ids = nbtools.todo_ids(nb, path.stem, path)
-    setup = setup_sources(nb)
-    costly = costly_calls(setup)
+    costly = costly_calls(setup_sources(nb))
     todos = []
     for i, todo in ids.items():
         source = nb.cells[i].source
         at = check_cell_index(nb, i)
         check = check_code(nb.cells[at].source) if at is not None else ""
         _, own = nbtools._todo_effect(nbtools.parse_cell(source), nbtools.find_regions(source))
-        stand_ins, missing = plan_stand_ins(_needs(source, check, setup))
+        stand_ins, missing = plan_stand_ins(_needs(source, check, setup_sources(nb, at if at is not None else i)))
         todos.append(Todo(todo, path.stem, i, _check_call(check) or "", tuple(own), solution_regions(source),
                           stand_ins, missing, costly))
     return todos
