@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import NamedTuple
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from labhelpers.data import DEFAULT_DATASET, ConversationFormatError, DatasetFileError, load_chat_dataset
 
