@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -370,12 +371,16 @@ def verdict(text: str, score: Callable[[str], Any] | None) -> str:
 
 
 def reply_html(text: str, line: str = "") -> str:
-    """A reply as pre-wrapped HTML, with its verdict line under it.
+    """A reply as pre-wrapped HTML, with its verdict line under it. Blank lines are left out of the view (a base
+    model's double-spaced reply made its column twice as long as its text); the reply itself is not changed.
 
     >>> reply_html("a<b", "ok")
     "<div style='white-space:pre-wrap;font-family:monospace;font-size:12px'>a&lt;b</div><div style='color:#555;font-size:12px'><i>ok</i></div>"
+    >>> reply_html("one\\n\\ntwo\\n \\n\\nthree")
+    "<div style='white-space:pre-wrap;font-family:monospace;font-size:12px'>one\\ntwo\\nthree</div>"
     """
-    body = f"<div style='white-space:pre-wrap;font-family:monospace;font-size:12px'>{html.escape(text)}</div>"
+    shown = re.sub(r"\n[ \t]*(?:\n[ \t]*)+", "\n", text)
+    body = f"<div style='white-space:pre-wrap;font-family:monospace;font-size:12px'>{html.escape(shown)}</div>"
     return body + (f"<div style='color:#555;font-size:12px'><i>{line}</i></div>" if line else "")
 
 
