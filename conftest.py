@@ -7,9 +7,13 @@ checkout), in the small ``ci`` profile unless the caller chose otherwise.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("LAB_PROFILE", "ci")
+# A run folder made here is removed when the session ends (~4 GB with the series' checkpoints: repeated runs filled
+# this machine's disk on 2026-12-06); LAB_KEEP_TEST_RUN=1 keeps it to read afterwards; a LAB_RUN_DIR given is kept.
+_MADE_RUN_DIR = "LAB_RUN_DIR" not in os.environ
 os.environ.setdefault("LAB_RUN_DIR", tempfile.mkdtemp(prefix="sft-lab-test-run-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -53,3 +57,8 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("slowest unit-test files (setup + call + teardown)")
         for line in files:
             terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config):
+    if _MADE_RUN_DIR and not os.environ.get("LAB_KEEP_TEST_RUN"):
+        shutil.rmtree(os.environ["LAB_RUN_DIR"], ignore_errors=True)
