@@ -38,8 +38,8 @@ def share(flags: list[bool]) -> float:
 
 def behaviour(model, tokenizer, pairs: list[tuple[str, str]], recipe) -> dict:
     """Greedy replies to the held-out prompts and the measures notebook 09 reads, for one model."""
-    from labhelpers.behaviour import house_format_rate, is_degenerate
-    from labhelpers.generation import generate_replies, reply_nll
+    from labhelpers.measure.behaviour import house_format_rate, is_degenerate
+    from labhelpers.run.generation import generate_replies, reply_nll
 
     prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
     with recipe.autocast():
@@ -112,13 +112,13 @@ def sitting_clock(run: Path, reference_s: float) -> Any:
 
 
 def main(dataset: str = "sft-lab/house-format", max_steps: int | None = None, run: Path | None = None) -> dict:
-    from labhelpers.behaviour import data_teaches_house_format
-    from labhelpers.data import load_chat_dataset
-    from labhelpers.generation import heldout_pairs
-    from labhelpers.hardware import recipe_for
-    from labhelpers.models import load_model_and_tokenizer
-    from labhelpers.runs import content_key, load_metrics, reuse_or_compute
-    from labhelpers.training import reference_sft_run
+    from labhelpers.measure.behaviour import data_teaches_house_format
+    from labhelpers.data.datasets import load_chat_dataset
+    from labhelpers.run.generation import heldout_pairs
+    from labhelpers.model.hardware import recipe_for
+    from labhelpers.model.loading import load_model_and_tokenizer
+    from labhelpers.run.folder import content_key, load_metrics, reuse_or_compute
+    from labhelpers.run.training import reference_sft_run
 
     recipe = recipe_for("cpu", "colab")  # the colab sizes and the T4's effective batch, in fp32 on this CPU
     if max_steps:

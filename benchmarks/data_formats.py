@@ -71,7 +71,7 @@ def write_files(folder: Path, target_mb: float = TARGET_MB, seed: int = 0) -> di
 
 
 def main() -> dict:
-    from labhelpers.data import load_chat_dataset, load_rows
+    from labhelpers.data.datasets import load_chat_dataset, load_rows
 
     rows_out, figures = [], {}
     with tempfile.TemporaryDirectory(prefix="data-formats-") as tmp:

@@ -1,7 +1,7 @@
 """GPU check (< 5 min): tokens/s, peak memory and MFU of SmolLM2-135M for the fp16-AMP and bf16 recipes.
 
 Needs only torch + transformers on a CUDA machine (no hub: the model is built from its config with random
-weights) and this checkout's ``labhelpers.memory``. For each recipe it trains a padded batch and the same tokens
+weights) and this checkout's ``labhelpers.model.memory``. For each recipe it trains a padded batch and the same tokens
 packed into one row (``position_ids`` restarting per example, no attention mask), then checks
 ``estimate_memory`` against ``torch.cuda.max_memory_allocated`` (goal: within 25%).
 
@@ -91,7 +91,7 @@ def run_case(recipe_name: str, layout: str, batch: dict[str, torch.Tensor]) -> d
     """Train WARMUP + TIMED steps of a fresh random-weight model; tokens/s, peak memory, estimate."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from labhelpers.memory import estimate_memory  # the only labhelpers module this script needs
+    from labhelpers.model.memory import estimate_memory  # the only labhelpers module this script needs
 
     gc.collect()
     torch.cuda.empty_cache()

@@ -1,4 +1,4 @@
-"""Seconds per optimizer step with and without ``labhelpers.live.LiveCurves``: its cost must stay under 2%.
+"""Seconds per optimizer step with and without ``labhelpers.views.live.LiveCurves``: its cost must stay under 2%.
 
 A short real SFTTrainer run per variant: ``recipe_for("cpu", "ci").sft_config(out, max_steps=1 + TIMED_STEPS,
 max_length=128, per_device_train_batch_size=2, assistant_only_loss=True, eval_strategy="no", save_strategy="no")``
@@ -63,7 +63,7 @@ def overhead(seconds: list[float], reference: list[float]) -> float:
 
 def live_callback(variant: str, path: Path) -> Any:
     """The LiveCurves of a variant (None for ``none``)."""
-    from labhelpers.live import LiveCurves
+    from labhelpers.views.live import LiveCurves
 
     return {"none": lambda: None,
             "headless": lambda: LiveCurves(path, live=False),
@@ -75,7 +75,7 @@ def timed_run(variant: str, model: Any, tokenizer: Any, rows: Any, timed_steps: 
     """Seconds of each timed step (after 1 warm-up) of one run on a fresh copy of ``model``, and the redraw counts."""
     from trl import SFTTrainer
 
-    from labhelpers.hardware import recipe_for
+    from labhelpers.model.hardware import recipe_for
 
     clock = step_clock()
 
@@ -132,8 +132,8 @@ def main(repeats: int = REPEATS, timed_steps: int = TIMED_STEPS) -> dict:
 
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
-    from labhelpers.data import load_chat_dataset
-    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.data.datasets import load_chat_dataset
+    from labhelpers.model.loading import load_model_and_tokenizer
 
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     model, tokenizer = load_model_and_tokenizer(verbose=False)

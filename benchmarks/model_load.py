@@ -19,7 +19,7 @@ GOAL_RATIO = 5.0
 
 def time_load(recipe) -> tuple[float, str]:
     """Seconds for one ``load_model_and_tokenizer`` call and the source it reported."""
-    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.model.loading import load_model_and_tokenizer
 
     start = time.perf_counter()
     model, _ = load_model_and_tokenizer(recipe=recipe, verbose=False)
@@ -28,7 +28,7 @@ def time_load(recipe) -> tuple[float, str]:
 
 def main() -> dict:
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from labhelpers.hardware import detect_recipe
+    from labhelpers.model.hardware import detect_recipe
 
     recipe = detect_recipe("ci")
     previous = os.environ.get("LAB_CACHE_DIR")

@@ -223,7 +223,7 @@ def _trainer_class():
 
 def epoch_run(model: Any, tokenizer: Any, rows: Any, max_length: int, mode: str, seed: int, max_steps: int = -1) -> dict:
     """One epoch over ``rows`` in one mode on a fresh copy of ``model``: step seconds and token counts."""
-    from labhelpers.hardware import recipe_for
+    from labhelpers.model.hardware import recipe_for
 
     CountingSFTTrainer, Clock = _trainer_class()
     recipe = recipe_for("cpu", "ci").with_sizes(max_length=max_length, per_device_train_batch_size=BATCH,
@@ -275,10 +275,10 @@ def main(rounds: int = ROUNDS) -> dict:
     """Print both tables and save ``benchmarks/results/packing.json``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _silence()
-    from labhelpers.data import load_chat_dataset
-    from labhelpers.hardware import detect_recipe
-    from labhelpers.models import load_model_and_tokenizer
-    from labhelpers.training import conversation_lengths
+    from labhelpers.data.datasets import load_chat_dataset
+    from labhelpers.model.hardware import detect_recipe
+    from labhelpers.model.loading import load_model_and_tokenizer
+    from labhelpers.run.training import conversation_lengths
 
     started = time.perf_counter()
     load_start = os.getloadavg()[0]

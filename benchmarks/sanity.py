@@ -23,8 +23,8 @@ def main() -> dict:
     import json
     from pathlib import Path
 
-    from labhelpers.hardware import detect_recipe
-    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.model.hardware import detect_recipe
+    from labhelpers.model.loading import load_model_and_tokenizer
     from labhelpers.sanity import preflight
     from labhelpers.sanity.protocol import build_trainer
 

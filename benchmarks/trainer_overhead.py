@@ -68,7 +68,7 @@ def plain_config(output_dir: str, max_steps: int, seed: int) -> Any:
 
 def lab_config(output_dir: str, max_steps: int, seed: int) -> Any:
     """The lab's SFTConfig: ``detect_recipe("ci")`` as the notebooks use it, plus assistant-only loss."""
-    from labhelpers.hardware import detect_recipe
+    from labhelpers.model.hardware import detect_recipe
 
     recipe = detect_recipe("ci").with_sizes(max_steps=max_steps, max_length=MAX_LENGTH)
     return recipe.sft_config(output_dir, seed=seed, assistant_only_loss=True, disable_tqdm=True)
@@ -104,10 +104,10 @@ def main(repeats: int = REPEATS, timed_steps: int = TIMED_STEPS) -> dict:
 
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
-    from labhelpers.data import load_chat_dataset
-    from labhelpers.hardware import detect_recipe
-    from labhelpers.models import load_model_and_tokenizer
-    from labhelpers.training import conversation_lengths
+    from labhelpers.data.datasets import load_chat_dataset
+    from labhelpers.model.hardware import detect_recipe
+    from labhelpers.model.loading import load_model_and_tokenizer
+    from labhelpers.run.training import conversation_lengths
 
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     model, tokenizer = load_model_and_tokenizer(recipe=detect_recipe("ci"), verbose=False)

@@ -4,7 +4,7 @@ The real SmolLM2-135M, batch 4 x 256 tokens, a plain loop (forward, backward, fu
 1 warm-up and 3 timed steps per mode. Each mode runs in its own subprocess, so its peak RSS is its own; the peak
 is measured as the process's ``VmHWM`` (high-water RSS of its own address space) minus the RSS after imports
 (weights, gradients, AdamW states and activations all count) and printed next to
-``labhelpers.memory.estimate_memory``'s figure. Not ``ru_maxrss``: Linux carries
+``labhelpers.model.memory.estimate_memory``'s figure. Not ``ru_maxrss``: Linux carries
 it over from the parent through fork and exec, so a worker started by a parent that holds a model reports the
 parent's peak.
 glibc's dynamic mmap threshold keeps freed mid-size tensors in the heap, which can inflate peak RSS well past the
@@ -23,7 +23,7 @@ import sys
 import time
 
 from benchmarks.report import format_table, save_json
-from labhelpers.memory import process_memory_bytes
+from labhelpers.model.memory import process_memory_bytes
 
 MODES = ("full", "checkpointing", "lora")
 BATCH, MAX_LENGTH = 4, 256  # the ci profile's per-device batch and max_length
@@ -42,9 +42,9 @@ def measure(mode: str, batch: int = BATCH, max_length: int = MAX_LENGTH, warmup:
     import torch
     from transformers import LlamaForCausalLM  # noqa: F401  (import the model code before the baseline)
 
-    from labhelpers.hardware import recipe_for
-    from labhelpers.memory import LORA_TARGETS, estimate_memory
-    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.model.hardware import recipe_for
+    from labhelpers.model.memory import LORA_TARGETS, estimate_memory
+    from labhelpers.model.loading import load_model_and_tokenizer
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")

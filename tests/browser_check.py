@@ -1,6 +1,6 @@
 """Browser check of the widgets: JupyterLab (headless, localhost) + headless Chromium driven by Playwright.
 
-Not a pytest test (it needs a browser and is CPU-heavy): run it by hand after changing ``labhelpers/widgets.py``::
+Not a pytest test (it needs a browser and is CPU-heavy): run it by hand after changing ``labhelpers/views/widgets.py``::
 
     apt-get install -y chromium chromium-driver     # Debian/Ubuntu: the browser this script drives
     .venv/bin/pip install playwright                # the Python driver only; no `playwright install` (it downloads)
@@ -34,8 +34,8 @@ TIMEOUT_MS = 180_000  # kernel start + model tokenizer load on a busy 2-core CPU
 
 CELLS = [
     """\
-from labhelpers.models import load_tokenizer
-from labhelpers.widgets import mask_explorer, schedule_curve, schedule_explorer
+from labhelpers.model.loading import load_tokenizer
+from labhelpers.views.widgets import mask_explorer, schedule_curve, schedule_explorer
 
 tokenizer = load_tokenizer()
 rows = [

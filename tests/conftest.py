@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="session")
 def cpu_recipe():
     """The CPU recipe in the small `ci` profile."""
-    from labhelpers.hardware import detect_recipe
+    from labhelpers.model.hardware import detect_recipe
 
     return detect_recipe("ci")
 
@@ -16,7 +16,7 @@ def cpu_recipe():
 @pytest.fixture(scope="session")
 def model_and_tokenizer(cpu_recipe):
     """The real SmolLM2-135M-Instruct (hub online, converted GGUF offline) and its SFT-ready tokenizer."""
-    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.model.loading import load_model_and_tokenizer
 
     return load_model_and_tokenizer(recipe=cpu_recipe)
 

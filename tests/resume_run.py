@@ -13,10 +13,10 @@ import torch
 import transformers
 from trl import SFTTrainer
 
-from labhelpers.data import load_chat_dataset
-from labhelpers.hardware import detect_recipe
-from labhelpers.models import load_model_and_tokenizer
-from labhelpers.training import keep_rows_that_fit, resume_point
+from labhelpers.data.datasets import load_chat_dataset
+from labhelpers.model.hardware import detect_recipe
+from labhelpers.model.loading import load_model_and_tokenizer
+from labhelpers.run.training import keep_rows_that_fit, resume_point
 
 STEPS = 4
 

@@ -8,8 +8,8 @@ import types
 import pytest
 import torch
 
-from labhelpers import attention
-from labhelpers.hardware import detect_recipe, emulated_ampere_recipe, recipe_for
+from labhelpers.model import attention
+from labhelpers.model.hardware import detect_recipe, emulated_ampere_recipe
 
 GB = 1024**3
 
@@ -82,7 +82,7 @@ def test_a_kernel_that_loads_gives_flash_attention_and_padding_free_packing(monk
 # ----------------------------------------------------------------------------------------------- the contract
 @pytest.fixture(scope="module")
 def emulated_model():
-    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.model.loading import load_model_and_tokenizer
 
     recipe = emulated_ampere_recipe()
     model, tokenizer = load_model_and_tokenizer(recipe=recipe, verbose=False)
@@ -142,7 +142,7 @@ def test_checkpoints_go_to_the_runtime_disk_when_the_run_folder_is_on_drive(monk
     """Colab with USE_DRIVE: the run folder (model, metrics) on Drive, checkpoints on the runtime's disk."""
     from pathlib import Path
 
-    from labhelpers.runs import checkpoint_dir
+    from labhelpers.run.folder import checkpoint_dir
 
     monkeypatch.delenv("LAB_CHECKPOINT_ROOT", raising=False)
     assert checkpoint_dir(Path("/content/drive/MyDrive/sft-lab-runs/colab")) == Path(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from labhelpers.inputs import RunInputError, check_run_inputs
+from labhelpers.run.inputs import RunInputError, check_run_inputs
 
 GOOD_ROW = {"prompt": "Hi?", "prompt_id": "p0", "category": "Chat",
             "messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}
@@ -126,7 +126,7 @@ def test_good_inputs_pass_and_create_nothing(workspace, tokenizer):
 
 def test_each_dataset_gets_its_own_run_folder(tmp_path, monkeypatch):
     """A model trained on one dataset must never be read as another's: default folders differ, a shared one refuses."""
-    from labhelpers.runs import default_run_dir, run_dir
+    from labhelpers.run.folder import default_run_dir, run_dir
 
     monkeypatch.delenv("LAB_RUN_DIR", raising=False)
     monkeypatch.setenv("LAB_RUN_ROOT", str(tmp_path / "runs"))

@@ -1,10 +1,10 @@
-"""Tests for labhelpers.behaviour: the house-format checker and scorer."""
+"""Tests for labhelpers.measure.behaviour: the house-format checker and scorer."""
 
 from __future__ import annotations
 
 import pytest
 
-from labhelpers.behaviour import follows_house_format, house_format_problems, house_format_rate
+from labhelpers.measure.behaviour import follows_house_format, house_format_problems, house_format_rate
 
 GOOD = "Answer: Tides come from the Moon.\n- One.\n- Two.\n- Three.\nConfidence: medium"
 

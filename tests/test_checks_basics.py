@@ -262,7 +262,7 @@ REPLY_LOSS_MISTAKES = [
 
 @pytest.mark.slow
 def test_reply_loss_reference_passes_and_equals_reply_nll(model_and_tokenizer, capsys):
-    from labhelpers.generation import reply_nll
+    from labhelpers.run.generation import reply_nll
 
     model, tokenizer = model_and_tokenizer
     check_reply_loss(_reply_loss, model, tokenizer)

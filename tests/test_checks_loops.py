@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from labhelpers.checks import TodoCheckError, check_cosine_schedule, check_masked_lm_loss
-from labhelpers.plots import plot_loss_curves, plot_lr_schedules
+from labhelpers.views.plots import plot_loss_curves, plot_lr_schedules
 
 
 # ------------------------------------------------------------------------------------ masked LM loss (11)

@@ -1,4 +1,4 @@
-"""Tests for the bundled dataset (labhelpers/bundled_data) and labhelpers.data loading and validation."""
+"""Tests for the bundled dataset (labhelpers/bundled_data) and labhelpers.data.datasets loading and validation."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import datasets
 import pytest
 
-from labhelpers import data
-from labhelpers.behaviour import follows_house_format
-from labhelpers.data import (BUNDLED_DIR, ConversationFormatError, DatasetFileError, load_chat_dataset,
+from labhelpers.data import datasets as data
+from labhelpers.measure.behaviour import follows_house_format
+from labhelpers.data.datasets import (BUNDLED_DIR, ConversationFormatError, DatasetFileError, load_chat_dataset,
                              validate_conversations)
 from tools import generate_data as generate
 
@@ -104,7 +104,7 @@ def test_length_spread(bundled: dict[str, list[dict]]) -> None:
 def test_lesson_dataset_is_the_same_online_and_offline(monkeypatch, capsys, offline) -> None:
     """The default is the bundled house-format set wherever the notebook runs: no hub call, no stand-in message."""
     monkeypatch.setenv("HF_HUB_OFFLINE", offline)
-    monkeypatch.setattr("labhelpers.hub.use_hub", lambda: pytest.fail("the lesson's dataset must not ask the hub"))
+    monkeypatch.setattr("labhelpers.base.hub.use_hub", lambda: pytest.fail("the lesson's dataset must not ask the hub"))
     loaded = load_chat_dataset()
     assert (len(loaded["train"]), len(loaded["test"])) == (720, 120)
     assert "in place of" not in capsys.readouterr().out

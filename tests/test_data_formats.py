@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from labhelpers.data import ConversationFormatError, DatasetFileError, load_chat_dataset, load_rows, read_records
-from labhelpers.formats import FormatReport, detect_format, row_format
+from labhelpers.data.datasets import ConversationFormatError, DatasetFileError, load_chat_dataset, load_rows, read_records
+from labhelpers.data.formats import FormatReport, detect_format, row_format
 
 U, A, S = ({"role": r, "content": c} for r, c in (("user", "Hi"), ("assistant", "Hello"), ("system", "Be brief")))
 CHAT = [U, A]

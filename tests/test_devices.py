@@ -39,7 +39,7 @@ def meta_model():
     """SmolLM2's architecture on the meta device, counting the calls that reached it."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from labhelpers.models import load_tokenizer, resolve_model
+    from labhelpers.model.loading import load_tokenizer, resolve_model
 
     config = AutoConfig.from_pretrained(resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct")[0])
     with torch.device("meta"):
@@ -82,7 +82,7 @@ def _cpu_batch(tokenizer) -> dict[str, torch.Tensor]:
 
 
 def test_generation_helper_moves_prompts_to_the_model(meta_model):
-    from labhelpers.generation import generate_replies
+    from labhelpers.run.generation import generate_replies
 
     model, tokenizer = meta_model
     _run_guarded(model, lambda: generate_replies(model, tokenizer, ["Hi", "What is 2 + 2?"], max_new_tokens=2))

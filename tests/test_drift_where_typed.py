@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = """
 from IPython.core.interactiveshell import InteractiveShell
 shell = InteractiveShell.instance()
-shell.run_cell("from labhelpers.drift import explain_drift_where_typed; explain_drift_where_typed()")
+shell.run_cell("from labhelpers.base.drift import explain_drift_where_typed; explain_drift_where_typed()")
 shell.run_cell("from trl import SFTConfig\\nconfig = SFTConfig(output_dir='/tmp/x', max_seq_length=512)")
 shell.run_cell("raise TypeError('an error of the student own')")
 """

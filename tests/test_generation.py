@@ -1,15 +1,15 @@
-"""labhelpers.generation: one choice of before/after prompts, and the measures that need no house format."""
+"""labhelpers.run.generation: one choice of before/after prompts, and the measures that need no house format."""
 
 from __future__ import annotations
 
 import pytest
 
-from labhelpers.generation import (CLASSIC_PROMPTS, CODE_PROMPTS, comparison_prompts, generate_replies, heldout_pairs,
+from labhelpers.run.generation import (CLASSIC_PROMPTS, CODE_PROMPTS, comparison_prompts, generate_replies, heldout_pairs,
                                    looks_like_code, reply_nll, retention_prompts)
 
 
 def test_notebooks_02_and_09_ask_the_same_prompts():
-    from labhelpers.data import load_chat_dataset
+    from labhelpers.data.datasets import load_chat_dataset
 
     test = load_chat_dataset()["test"]
     prompts = comparison_prompts(test, 20)
@@ -33,7 +33,7 @@ def test_looks_like_code(text, code):
 @pytest.mark.slow
 def test_reply_nll_prefers_the_models_own_reply():
     """A model's greedy reply is far more likely under it than another prompt's reply (a measure that can fail)."""
-    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.model.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(verbose=False)
     prompts = ["What is the capital of France?", "Name a primary colour."]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from labhelpers.hardware import detect_recipe
-from labhelpers.models import RANDOM_WEIGHTS_CONFIG_KEY, RANDOM_WEIGHTS_MARKER, has_random_weights
+from labhelpers.model.hardware import detect_recipe
+from labhelpers.model.loading import RANDOM_WEIGHTS_CONFIG_KEY, RANDOM_WEIGHTS_MARKER, has_random_weights
 from labhelpers.sanity import protocol
 from labhelpers.sanity.postflight import RANDOM_WEIGHTS_SKIP, postflight
 from labhelpers.sanity.report import Finding, SanityReport
@@ -35,7 +35,7 @@ def fake_gpu(monkeypatch, name: str = "NVIDIA H100 80GB HBM3", cc: tuple[int, in
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: cc)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: types.SimpleNamespace(total_memory=total))
-    monkeypatch.setattr("labhelpers.hardware.detect._probe_flash", lambda: (None, "no flash-attention in this test"))
+    monkeypatch.setattr("labhelpers.model.hardware.detect._probe_flash", lambda: (None, "no flash-attention in this test"))
 
 
 # ----------------------------------------------------------------------------------------- LAB_FORCE_HARDWARE

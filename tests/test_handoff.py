@@ -9,10 +9,10 @@ import pytest
 
 from labhelpers.checks import TodoCheckError
 from labhelpers.checks.nb13_share_model import check_generation_config
-from labhelpers.chat import PROBE_CONVERSATIONS
-from labhelpers.handoff import (NOT_MEASURED, generation_config_for, hub_push_blocker, model_card, plain_chat_template,
+from labhelpers.data.chat import PROBE_CONVERSATIONS
+from labhelpers.run.handoff import (NOT_MEASURED, generation_config_for, hub_push_blocker, model_card, plain_chat_template,
                                 reload_and_answer, save_for_sharing)
-from labhelpers.hardware import recipe_for
+from labhelpers.model.hardware import recipe_for
 
 MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TRAINING = {"first_train_loss": 2.9876, "last_train_loss": 1.2345, "first_eval_loss": 2.5, "last_eval_loss": 1.4567,
@@ -24,7 +24,7 @@ SANITY = {"verdict": "GO", "reasons": ["every check passed"]}
 
 @pytest.fixture(scope="module")
 def shared_tokenizer():
-    from labhelpers.models import load_tokenizer
+    from labhelpers.model.loading import load_tokenizer
 
     return load_tokenizer(MODEL_ID)
 
@@ -174,7 +174,7 @@ def test_push_is_off_by_default_and_says_why_offline(monkeypatch):
 # --------------------------------------------------------------------------------------------- real model
 @pytest.mark.slow
 def test_saved_model_answers_in_a_fresh_process(tmp_path, cpu_recipe):
-    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.model.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(recipe=cpu_recipe, verbose=False)
     template = tokenizer.chat_template

@@ -1,4 +1,4 @@
-"""Tests for labhelpers.hardware: recipe selection per device (monkeypatched torch.cuda), sizes, batch arithmetic."""
+"""Tests for labhelpers.model.hardware: recipe selection per device (monkeypatched torch.cuda), sizes, batch arithmetic."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 import transformers
 from trl import SFTConfig
 
-from labhelpers import hardware
-from labhelpers.batching import COMMON_BATCH_CONFIGS, BatchPlan, batch_plan_table, effective_batch
-from labhelpers.hardware import (
+from labhelpers.model import hardware
+from labhelpers.base.batching import COMMON_BATCH_CONFIGS, BatchPlan, batch_plan_table, effective_batch
+from labhelpers.model.hardware import (
     PROFILES,
     REFERENCE_RUN_SETTINGS,
     LessonSizes,
@@ -39,7 +39,7 @@ def fake_gpu(monkeypatch, name: str, cc: tuple[int, int], total_bytes: int, flas
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: cc)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: types.SimpleNamespace(total_memory=total_bytes))
-    # what labhelpers.attention.probe_flash_attention would find (its failures are faked in tests/test_attention.py)
+    # what labhelpers.model.attention.probe_flash_attention would find (its failures are faked in tests/test_attention.py)
     found = {"flash_attn": "the flash_attn package 2.8.3 is installed and imports",
              "kernels": "kernels 0.19.1 loaded the prebuilt hub kernel kernels-community/flash-attn2 (no compiling)"}
     reason = found.get(flash, "kernels is not installed, and transformers serves flash-attention through kernels only")

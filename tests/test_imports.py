@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "labhelpers"
@@ -156,7 +158,7 @@ def test_data_and_formats_do_not_import_each_other():
     """The loop there was (data -> formats inside a function, formats -> data for its error types) is broken by
     ``data_problems``, which both import."""
     graph = import_graph()
-    data, formats = "labhelpers.data", "labhelpers.formats"
+    data, formats = "labhelpers.data.datasets", "labhelpers.data.formats"
     assert not (reaches(graph, data, formats) and reaches(graph, formats, data))
 
 
@@ -166,6 +168,49 @@ def test_only_the_checks_package_imports_the_checks():
     offenders = sorted(f"{module} -> {target}" for module, targets in import_graph().items() for target in targets
                        if target.split(".")[:2] == [PACKAGE, "checks"] and module.split(".")[:2] != [PACKAGE, "checks"])
     assert offenders == [], offenders
+
+
+# The package's floors, bottom first: a module imports its own floor and the floors below it, never one above, so the
+# folders read as the architecture (what each floor holds is its __init__'s docstring).
+LAYERS = ("base", "data", "model", "run", "measure", "views", "sanity", "checks")
+NOT_A_LAYER = {PACKAGE, f"{PACKAGE}.bundled_data"}  # the package's own __init__ and the lesson data's folder
+
+
+def layer_of(module: str) -> str:
+    """The floor a module sits on: the first folder under the package.
+
+    >>> layer_of("labhelpers.model.hardware.sizes"), layer_of("labhelpers.checks")
+    ('model', 'checks')
+    """
+    return module.split(".")[1]
+
+
+def test_every_module_sits_on_a_floor():
+    stray = sorted(m for m in module_files() if m not in NOT_A_LAYER and layer_of(m) not in LAYERS)
+    assert stray == [], f"modules outside the floors {LAYERS}: {stray}; move each into the folder of its job"
+
+
+def test_imports_point_down_the_floors():
+    """No floor imports a floor above it (function-level imports included): the run's plumbing never needs the sanity
+    assistant, the assistant never needs a notebook's TODO feedback."""
+    up = sorted(f"{module} -> {target}" for module, targets in import_graph().items() if module not in NOT_A_LAYER
+                for target in targets if target not in NOT_A_LAYER
+                and LAYERS.index(layer_of(target)) > LAYERS.index(layer_of(module)))
+    assert up == [], "imports that point up the floors " + " < ".join(LAYERS) + ":\n" + "\n".join(up)
+
+
+def test_the_floor_check_sees_an_upward_import(tmp_path, monkeypatch):
+    """A run module that imports the sanity assistant is named (the loop lora -> sanity.report -> ... was one)."""
+    package = tmp_path / PACKAGE
+    for folder in ("run", "sanity"):
+        (package / folder).mkdir(parents=True)
+        (package / folder / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "run" / "lora.py").write_text("from labhelpers.sanity.report import Finding\n")
+    (package / "sanity" / "report.py").write_text("")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    with pytest.raises(AssertionError, match="labhelpers.run.lora -> labhelpers.sanity.report"):
+        test_imports_point_down_the_floors()
 
 
 def test_the_graph_sees_function_level_and_relative_imports(tmp_path, monkeypatch):

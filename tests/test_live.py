@@ -40,7 +40,7 @@ def fake_training(tmp_path):
 
 
 def test_headless_saves_the_png_once_with_the_logged_data(tmp_path, fake_training):
-    from labhelpers.live import LiveCurves, curve_points
+    from labhelpers.views.live import LiveCurves, curve_points
 
     curves = LiveCurves(tmp_path / "plots" / "live.png")
     assert curves.live is False  # pytest: no notebook frontend
@@ -58,7 +58,7 @@ def test_headless_saves_the_png_once_with_the_logged_data(tmp_path, fake_trainin
 
 
 def test_live_redraws_are_throttled(tmp_path, fake_training):
-    from labhelpers.live import LiveCurves
+    from labhelpers.views.live import LiveCurves
 
     every_log = LiveCurves(tmp_path / "a.png", live=True, min_interval_s=0.0, budget=1e9)
     fake_training(every_log)
@@ -72,7 +72,7 @@ def test_live_redraws_are_throttled(tmp_path, fake_training):
 def test_a_resumed_run_keeps_the_earlier_curves(tmp_path, fake_training):
     from transformers import TrainerState
 
-    from labhelpers.live import LiveCurves
+    from labhelpers.views.live import LiveCurves
 
     state = TrainerState()
     state.log_history = [{"loss": 3.0, "learning_rate": 0.0, "grad_norm": 5.0, "step": 0}]  # from the checkpoint
@@ -82,14 +82,14 @@ def test_a_resumed_run_keeps_the_earlier_curves(tmp_path, fake_training):
 
 
 def test_a_nan_loss_is_named_in_the_title():
-    from labhelpers.live import curves_figure
+    from labhelpers.views.live import curves_figure
 
     fig = curves_figure({"loss": [(1, 2.0), (2, float("nan"))]}, title="run")
     assert fig._suptitle.get_text() == "run: train loss is not finite from step 2"
 
 
 def test_tensorboard_dir_and_magic():
-    from labhelpers.tracking import tensorboard_dir, tensorboard_magic
+    from labhelpers.run.tracking import tensorboard_dir, tensorboard_magic
 
     assert tensorboard_dir("runs/ci", "07_overfit").parts[-2:] == ("tensorboard", "07_overfit")
     assert tensorboard_magic("runs/ci").splitlines()[0] == "%load_ext tensorboard"
@@ -101,11 +101,11 @@ def test_tiny_real_run_writes_tensorboard_scalars_and_live_curves(tmp_path, mode
 
     from trl import SFTTrainer
 
-    from labhelpers.data import load_chat_dataset
-    from labhelpers.hardware import recipe_for
-    from labhelpers.live import LiveCurves
-    from labhelpers.tracking import read_scalars, tensorboard_callback, tensorboard_dir
-    from labhelpers.widgets import schedule_curve
+    from labhelpers.data.datasets import load_chat_dataset
+    from labhelpers.model.hardware import recipe_for
+    from labhelpers.views.live import LiveCurves
+    from labhelpers.run.tracking import read_scalars, tensorboard_callback, tensorboard_dir
+    from labhelpers.views.widgets import schedule_curve
 
     model, tokenizer = model_and_tokenizer
     rows = load_chat_dataset(source="bundled")["train"].select(range(4)).select_columns(["messages"])

@@ -12,9 +12,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from labhelpers.checks import TodoCheckError
 from labhelpers.checks.nb12_lora import check_lora_config
-from labhelpers.hardware import recipe_for
-from labhelpers.lora import (LORA_TARGETS, QLoRAUnavailable, logits_tolerance, lora_findings, lora_parameter_count,
+from labhelpers.model.hardware import recipe_for
+from labhelpers.run.lora import (LORA_TARGETS, QLoRAUnavailable, logits_tolerance, lora_parameter_count,
                              measure_training_step, qlora_model_kwargs, trainable_parameters)
+from labhelpers.sanity.lora import lora_findings
 
 ALL = list(LORA_TARGETS)
 
@@ -217,7 +218,7 @@ def test_qlora_names_the_missing_package_on_a_gpu(monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_qlora_kwargs_on_a_gpu():
     pytest.importorskip("bitsandbytes")
-    from labhelpers.hardware import detect_recipe
+    from labhelpers.model.hardware import detect_recipe
 
     kwargs = qlora_model_kwargs(detect_recipe())
     assert kwargs["quantization_config"].load_in_4bit and kwargs["quantization_config"].bnb_4bit_quant_type == "nf4"
@@ -251,7 +252,7 @@ def test_merge_keeps_logits_on_a_tiny_model():
 
 @pytest.mark.slow
 def test_merge_keeps_logits_on_the_real_model(cpu_recipe):
-    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.model.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(recipe=cpu_recipe, verbose=False)
     diff, moved, dtype = _merge_diffs(model, tokenizer)
@@ -274,7 +275,7 @@ def test_finished_adapter_run_is_loaded_not_retrained(tmp_path):
     """Notebook 12 re-run (or CI's second pass): the same settings, rows and adapter load the saved adapters."""
     from types import SimpleNamespace
 
-    from labhelpers.lora import finished_adapters_or_train
+    from labhelpers.run.lora import finished_adapters_or_train
 
     config = SimpleNamespace(output_dir=str(tmp_path / "lora"), learning_rate=1e-3, max_steps=2)
     rows = [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}]
@@ -330,7 +331,7 @@ def test_preflight_and_lora_findings_judge_a_lora_learning_rate_alike(lr):
 
 PEFT_WARNING_PROBE = """
 import warnings
-import labhelpers.lora  # noqa: F401  (notebook 12 imports it before get_peft_model)
+import labhelpers.run.lora  # noqa: F401  (notebook 12 imports it before get_peft_model)
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -342,7 +343,7 @@ warnings.warn("another FutureWarning still shows", FutureWarning)
 
 def test_peft_deprecation_warning_is_hidden_and_others_still_show():
     """peft's use of transformers' renamed is_gradient_checkpointing printed a red FutureWarning under notebook 12's
-    get_peft_model cell; labhelpers.lora hides exactly that message (a fresh process: warnings show once each)."""
+    get_peft_model cell; labhelpers.run.lora hides exactly that message (a fresh process: warnings show once each)."""
     import inspect
     import subprocess
 

@@ -1,4 +1,4 @@
-"""labhelpers.memory: exact arithmetic on a tiny config, the directions of each lever, and the real 135M on this CPU."""
+"""labhelpers.model.memory: exact arithmetic on a tiny config, the directions of each lever, and the real 135M on this CPU."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import LlamaConfig
 
-from labhelpers.hardware import recipe_for
-from labhelpers.memory import GIB, estimate_memory
+from labhelpers.model.hardware import recipe_for
+from labhelpers.model.memory import GIB, estimate_memory
 
 TINY = dict(vocab_size=100, hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
             num_key_value_heads=1, tie_word_embeddings=True)

@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from labhelpers import models
-from labhelpers.chat import PROBE_CONVERSATIONS, TemplateError, template_mismatches, training_chat_template
+from labhelpers.model import loading as models
+from labhelpers.data.chat import PROBE_CONVERSATIONS, TemplateError, template_mismatches, training_chat_template
 
 pytestmark = pytest.mark.slow
 

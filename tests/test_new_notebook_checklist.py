@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from labhelpers.hardware import recipe_for
+from labhelpers.model.hardware import recipe_for
 from tools import gpu_rehearsal, runtime_estimate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,6 @@ import dataclasses
 import inspect
 import json
 import os
-import time
 from pathlib import Path
 
 import nbformat
@@ -106,10 +105,9 @@ def _keywords_passed_to(names: set[str]) -> list[tuple[str, str, str]]:
 
 def test_notebooks_use_only_current_api():
     """Every keyword the notebooks pass to SFTConfig / SFTTrainer / from_pretrained is accepted today."""
-    from transformers import PreTrainedModel
     from trl import SFTConfig, SFTTrainer
 
-    from labhelpers.drift import REMOVED_ARGUMENTS
+    from labhelpers.base.drift import REMOVED_ARGUMENTS
 
     accepted = {
         "SFTConfig": {f.name for f in dataclasses.fields(SFTConfig)},
@@ -129,7 +127,7 @@ def test_notebooks_use_only_current_api():
     assert bad == [], "\n".join(bad)
     for keyword in REMOVED_ARGUMENTS:
         if keyword != "tokenizer":
-            assert keyword not in accepted["SFTConfig"], f"{keyword} is accepted again: update labhelpers.drift"
+            assert keyword not in accepted["SFTConfig"], f"{keyword} is accepted again: update labhelpers.base.drift"
     assert "tokenizer" not in accepted["SFTTrainer"] and "processing_class" in accepted["SFTTrainer"]
 
 
@@ -145,8 +143,8 @@ def test_notebooks_that_never_train_do_not_import_the_trainer_or_peft():
         code = "\n".join(_code_cells(path))
         if not re.search(r"^\s*(from|import) (trl|peft)\b", code, re.M):
             modules |= set(re.findall(r"^\s*from (labhelpers[\w.]*) import", code, re.M))
-    assert {"labhelpers.inputs", "labhelpers.generation"} <= modules, sorted(modules)
-    modules |= {"labhelpers.hardware", "labhelpers.models", "labhelpers.runs"}  # what start_lesson imports when called
+    assert {"labhelpers.run.inputs", "labhelpers.run.generation"} <= modules, sorted(modules)
+    modules |= {"labhelpers.model.hardware", "labhelpers.model.loading", "labhelpers.run.folder"}  # what start_lesson imports when called
     probe = (f"import sys, {', '.join(sorted(modules))}; "
              "print(sorted(m for m in ('peft', 'trl', 'transformers.trainer_utils') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT).stdout
@@ -182,7 +180,7 @@ def test_solution_executes_with_papermill(path):
     if path.name.startswith("06"):  # after 09's reference run: 06 resumed it, no second run
         checkpoints = sorted(p.name for p in (run / "sft").glob("checkpoint-*"))
         assert "resuming from" in _stdout(nb), f"notebook 06 trained again instead of resuming 09's run ({checkpoints})"
-        from labhelpers.hardware import detect_recipe
+        from labhelpers.model.hardware import detect_recipe
 
         last = max(int(name.split("-")[1]) for name in checkpoints)  # a finished run is loaded, not trained further
         assert last == detect_recipe("ci").sizes.max_steps, f"the finished run was trained past its end: {checkpoints}"

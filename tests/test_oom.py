@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from labhelpers.hardware import recipe_for
-from labhelpers.training import TrainingOutOfMemory, train_or_explain_oom
+from labhelpers.model.hardware import recipe_for
+from labhelpers.run.training import TrainingOutOfMemory, train_or_explain_oom
 
 
 class OutOfMemoryTrainer:

@@ -1,4 +1,4 @@
-"""The student's own progress (`labhelpers.progress`): each check's verdict recorded in the notebook's run folder
+"""The student's own progress (`labhelpers.views.progress`): each check's verdict recorded in the notebook's run folder
 without changing what it prints, hints revealed tier by tier, the table of the last cell; nothing recorded and nothing
 failing when there is no run folder. Checks are called from code run in a namespace holding `RUN`, as a cell is."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labhelpers import progress
+from labhelpers.views import progress
 from labhelpers.checks import TodoCheckError
 from tools.todos import catalogue
 

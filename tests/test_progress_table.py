@@ -8,8 +8,8 @@ from types import SimpleNamespace as NS
 from transformers import TrainerControl
 from transformers.utils.notebook import NotebookProgressCallback
 
-from labhelpers.hardware import recipe_for
-from labhelpers.training import show_exact_epochs, training_guards
+from labhelpers.model.hardware import recipe_for
+from labhelpers.run.training import show_exact_epochs, training_guards
 
 
 class _Trainer:

@@ -11,8 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labhelpers import training
-from labhelpers.training import FINISHED_RUN_METRICS, save_finished_run
+from labhelpers.run import training
+from labhelpers.run.training import FINISHED_RUN_METRICS, save_finished_run
 from sanity_setup import build_trainer, chat_rows
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labhelpers.training import CHECKPOINT_FILES, is_complete_checkpoint, latest_checkpoint, resume_point
+from labhelpers.run.training import CHECKPOINT_FILES, is_complete_checkpoint, latest_checkpoint, resume_point
 
 SCRIPT = Path(__file__).with_name("resume_run.py")
 ROOT = SCRIPT.parents[1]
@@ -106,8 +106,8 @@ def test_a_finished_run_ending_mid_epoch_is_loaded_not_trained_further(tmp_path,
     from safetensors.torch import load_file
     from trl import SFTTrainer
 
-    from labhelpers.data import load_chat_dataset
-    from labhelpers.training import resume_point, train_or_explain_oom
+    from labhelpers.data.datasets import load_chat_dataset
+    from labhelpers.run.training import resume_point, train_or_explain_oom
 
     model, tokenizer = model_and_tokenizer
     rows = load_chat_dataset("sft-lab/house-format")["train"].select(range(16)).select_columns(["messages"])

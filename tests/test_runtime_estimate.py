@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labhelpers.hardware import recipe_for
+from labhelpers.model.hardware import recipe_for
 from tools.runtime_estimate import Work, notebook_work, seconds
 
 T4 = recipe_for("t4", "colab", total_memory_gib=15.0)

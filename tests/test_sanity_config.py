@@ -13,7 +13,7 @@ import math
 import pytest
 from transformers import GenerationConfig
 
-from labhelpers.hardware import recipe_for
+from labhelpers.model.hardware import recipe_for
 from labhelpers.sanity.config import doubled_end_findings, generation_findings, plan_run, schedule_findings
 from labhelpers.sanity.preflight import hyperparameter_findings, precision_findings
 

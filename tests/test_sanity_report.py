@@ -83,7 +83,7 @@ def test_postflight_checks_precomputed_replies_without_generating():
 
 
 def test_postflight_base_runaway_uses_the_saved_record_rule():
-    from labhelpers.compare import generation_record
+    from labhelpers.measure.compare import generation_record
     from labhelpers.sanity import postflight
 
     base = ["w " * 29, "w " * 30]  # 29 and 30 re-tokenized tokens: only the second used the whole budget of 30

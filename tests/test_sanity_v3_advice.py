@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from labhelpers.data import ConversationFormatError, validate_conversations
+from labhelpers.data.datasets import ConversationFormatError, validate_conversations
 from labhelpers.sanity.dataset import format_findings
 from labhelpers.sanity.masking import LossSetup, masking_findings
 from sanity_setup import build_trainer, chat_rows

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from labhelpers.behaviour import content_problems, follows_house_format, house_format_problems, repeats_itself
-from labhelpers.data import load_chat_dataset
-from labhelpers.generation import heldout_pairs
+from labhelpers.measure.behaviour import content_problems, follows_house_format, house_format_problems, repeats_itself
+from labhelpers.data.datasets import load_chat_dataset
+from labhelpers.run.generation import heldout_pairs
 from labhelpers.sanity import postflight
 from labhelpers.sanity.dataset import heldout_overlap
 from labhelpers.sanity.postflight import is_degenerate

@@ -1,4 +1,4 @@
-"""Stored results (labhelpers.runs.reuse_or_compute): a re-run reads a costly, repeatable result back only when every
+"""Stored results (labhelpers.run.folder.reuse_or_compute): a re-run reads a costly, repeatable result back only when every
 input that made it is the same, and computes it again when one changed (weights, prompts, rows, settings, machine)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import torch
 
-from labhelpers.runs import reuse_or_compute
+from labhelpers.run.folder import reuse_or_compute
 
 
 def test_a_half_written_store_is_recomputed_not_trusted(tmp_path):
@@ -21,7 +21,7 @@ def test_a_half_written_store_is_recomputed_not_trusted(tmp_path):
 
 @pytest.mark.slow
 def test_stored_replies_are_reused_only_for_the_same_weights_and_prompts(model_and_tokenizer, tmp_path, monkeypatch, capsys):
-    from labhelpers.generation import generate_replies
+    from labhelpers.run.generation import generate_replies
 
     model, tokenizer = model_and_tokenizer
     prompts = ["Name a primary colour.", "What is 2 + 2?"]
@@ -79,7 +79,7 @@ def test_stored_protocol_result_is_keyed_by_weights_rows_and_settings(tmp_path, 
     run(model=torch.nn.Linear(3, 3))
     assert len(runs) == 4 and first.to_dict() == again.to_dict()
 
-    from labhelpers.hardware import recipe_for
+    from labhelpers.model.hardware import recipe_for
 
     run(recipe=recipe_for("cpu", "ci", profile_source="argument"))  # papermill passes PROFILE="ci" ...
     run(recipe=recipe_for("cpu", "ci", profile_source="environment"))  # ... nbval reads $LAB_PROFILE: the same run
@@ -88,7 +88,7 @@ def test_stored_protocol_result_is_keyed_by_weights_rows_and_settings(tmp_path, 
 
 
 def test_stored_measurement_is_reused_on_the_same_machine_only(tmp_path, monkeypatch, cpu_recipe):
-    from labhelpers import lora
+    from labhelpers.run import lora
 
     children = []
 

@@ -20,7 +20,7 @@ DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Huggin
 @pytest.fixture(scope="module")
 def tokenizer():
     """The lab's SFT-ready SmolLM2 tokenizer (no model weights: fast)."""
-    from labhelpers.models import load_tokenizer
+    from labhelpers.model.loading import load_tokenizer
 
     return load_tokenizer()
 

@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from labhelpers.checks import TodoCheckError, check_assistant_mask_from_ids, check_build_labels
-from labhelpers.display import token_roles
+from labhelpers.views.display import token_roles
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
     """The lab's SFT-ready SmolLM2 tokenizer (no model weights: fast)."""
-    from labhelpers.models import load_tokenizer
+    from labhelpers.model.loading import load_tokenizer
 
     return load_tokenizer()
 

@@ -103,7 +103,7 @@ def test_right_config_is_accepted(cpu_recipe, tmp_path, name, changes, note, cap
 @pytest.mark.parametrize("profile", ["colab", "full"])
 def test_the_list_fits_the_other_cpu_recipes(profile, tmp_path, capsys):
     """Epochs instead of max_steps, shares of the run for eval/save/logging: the TODO's list still passes."""
-    from labhelpers.hardware import recipe_for
+    from labhelpers.model.hardware import recipe_for
 
     recipe = recipe_for("cpu", profile)
     check_sft_config(from_the_list(recipe, tmp_path), recipe)

@@ -336,8 +336,8 @@ def with_numpy(config, batches_per_epoch):
 
 
 def with_batching_helpers(config, batches_per_epoch):
-    """The lab's own helpers from notebook 01 (labhelpers.batching)."""
-    from labhelpers.batching import steps_from_batches, total_steps, warmup_steps
+    """The lab's own helpers from notebook 01 (labhelpers.base.batching)."""
+    from labhelpers.base.batching import steps_from_batches, total_steps, warmup_steps
 
     steps = total_steps(config.max_steps, config.num_train_epochs,
                         steps_from_batches(batches_per_epoch, config.gradient_accumulation_steps))
@@ -355,7 +355,7 @@ RIGHT = [
     ("a loop counting the steps", simulated_loop),
     ("math.ceil everywhere, extra keys", math_ceil_everywhere),
     ("numpy", with_numpy),
-    ("labhelpers.batching", with_batching_helpers),
+    ("labhelpers.base.batching", with_batching_helpers),
 ]
 
 

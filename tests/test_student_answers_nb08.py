@@ -256,7 +256,7 @@ def test_the_values_shown_differ():
 def test_the_default_schedules_include_the_edge_cases_and_the_colab_run():
     import inspect
 
-    from labhelpers.hardware import detect_recipe
+    from labhelpers.model.hardware import detect_recipe
 
     cases = inspect.signature(check_cosine_schedule).parameters["cases"].default
     warmups = {(total, warmup) for total, warmup, _ in cases}

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from labhelpers.behaviour import follows_house_format, house_format_rate
+from labhelpers.measure.behaviour import follows_house_format, house_format_rate
 from labhelpers.checks import TodoCheckError, check_behaviour_scores, check_reply_loss
 
 

@@ -13,7 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from labhelpers.checks import TodoCheckError
 from labhelpers.checks.nb12_lora import check_lora_config
-from labhelpers.lora import ATTENTION_PROJECTIONS, MLP_PROJECTIONS, trainable_parameters
+from labhelpers.run.lora import ATTENTION_PROJECTIONS, MLP_PROJECTIONS, trainable_parameters
 
 SEVEN = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

@@ -21,7 +21,7 @@ MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 @pytest.fixture(scope="module")
 def tokenizer():
     """The lab's SmolLM2 tokenizer: eos <|im_end|> (id 2), pad <|endoftext|> (id 0)."""
-    from labhelpers.models import load_tokenizer
+    from labhelpers.model.loading import load_tokenizer
 
     return load_tokenizer(MODEL_ID)
 
@@ -203,7 +203,7 @@ def test_right_generation_config_is_accepted_and_saves(tokenizer, name, student,
 
 
 def test_the_solution_is_accepted(tokenizer, capsys):
-    from labhelpers.handoff import generation_config_for
+    from labhelpers.run.handoff import generation_config_for
 
     check_generation_config(generation_config_for, tokenizer)
     assert "✓ generation config" in capsys.readouterr().out
@@ -216,7 +216,7 @@ def test_the_token_text_mistake_is_one_line_in_ipython():
 
     cell = ("import transformers\n"
             "from labhelpers.checks.nb13_share_model import check_generation_config\n"
-            "from labhelpers.models import load_tokenizer\n"
+            "from labhelpers.model.loading import load_tokenizer\n"
             f"tokenizer = load_tokenizer({MODEL_ID!r})\n"
             "def make_generation_config(tokenizer, max_new_tokens):\n"
             "    return transformers.GenerationConfig(eos_token_id=tokenizer.eos_token, max_new_tokens=max_new_tokens,\n"
@@ -231,7 +231,7 @@ def test_the_token_text_mistake_is_one_line_in_ipython():
 
 
 def test_check_cost(tokenizer):
-    from labhelpers.handoff import generation_config_for
+    from labhelpers.run.handoff import generation_config_for
 
     start = time.perf_counter()
     check_generation_config(generation_config_for, tokenizer)

@@ -23,7 +23,7 @@ ROWS = [
 @pytest.fixture(scope="module")
 def tok():
     """The lab's SFT-ready SmolLM2 tokenizer (no model weights: fast)."""
-    from labhelpers.models import load_tokenizer
+    from labhelpers.model.loading import load_tokenizer
 
     return load_tokenizer()
 
@@ -49,7 +49,7 @@ def count_row(role, trained, masked):
 
 # -- mask explorer -----------------------------------------------------------------------------------------------------
 def test_role_counts_of_the_real_template(tok, modes):
-    from labhelpers.widgets import role_counts
+    from labhelpers.views.widgets import role_counts
 
     ids, labels = modes["assistant-only"](ROWS[1])
     counts = role_counts(tok, ids, labels)
@@ -62,7 +62,7 @@ def test_role_counts_of_the_real_template(tok, modes):
 
 
 def test_mask_explorer_fallback_and_controls(tok, modes):
-    from labhelpers.widgets import mask_explorer, role_counts
+    from labhelpers.views.widgets import mask_explorer, role_counts
 
     explorer = mask_explorer(ROWS, tok, modes)
     bundle = explorer._repr_mimebundle_()
@@ -91,7 +91,7 @@ def test_mask_explorer_fallback_and_controls(tok, modes):
 def test_batch_row_drops_padding():
     import torch
 
-    from labhelpers.widgets import batch_row
+    from labhelpers.views.widgets import batch_row
 
     batch = {"input_ids": torch.tensor([[5, 6, 7], [8, 0, 0]]), "labels": torch.tensor([[-100, 6, 7], [8, -100, -100]]),
              "attention_mask": torch.tensor([[1, 1, 1], [1, 0, 0]])}
@@ -106,7 +106,7 @@ def png_of(explorer) -> bytes:
 
 
 def test_schedule_curve_matches_the_formulas():
-    from labhelpers.widgets import schedule_curve, warmup_steps
+    from labhelpers.views.widgets import schedule_curve, warmup_steps
 
     total, peak, ratio = 20, 1e-4, 0.1
     warm = warmup_steps(total, ratio)
@@ -122,7 +122,7 @@ def test_schedule_curve_matches_the_formulas():
 
 
 def test_schedule_explorer_fallback_and_controls(tmp_path):
-    from labhelpers.widgets import schedule_explorer
+    from labhelpers.views.widgets import schedule_explorer
 
     run_lrs = [(1, 0.0), (2, 1e-4), (3, 7.5e-5), (4, 2.5e-5)]
     explorer = schedule_explorer(run_lrs, warmup_ratio=0.25)
@@ -145,7 +145,7 @@ def test_schedule_explorer_fallback_and_controls(tmp_path):
 
 
 def test_schedule_figure_draws_the_run_beside_the_curve():
-    from labhelpers.widgets import schedule_curve, schedule_figure
+    from labhelpers.views.widgets import schedule_curve, schedule_figure
 
     run_lrs = [(1, 0.0), (2, 1.0), (3, 0.75), (4, 0.25)]
     ax = schedule_figure("cosine", 1.0, 0.25, 4, run_lrs).axes[0]
@@ -161,13 +161,13 @@ def test_schedule_figure_draws_the_run_beside_the_curve():
     ("sampled", {"max_new_tokens": 4, "do_sample": True, "temperature": 0.5, "top_p": 0.8}),
 ])
 def test_generation_kwargs_table(mode, expected):
-    from labhelpers.widgets import generation_kwargs
+    from labhelpers.views.widgets import generation_kwargs
 
     assert generation_kwargs(mode, temperature=0.5, top_p=0.8, max_new_tokens=4) == expected
 
 
 def test_generation_kwargs_rejects_bad_values():
-    from labhelpers.widgets import generation_kwargs
+    from labhelpers.views.widgets import generation_kwargs
 
     with pytest.raises(ValueError, match="choose one of"):
         generation_kwargs("beam")
@@ -179,7 +179,7 @@ def test_generation_kwargs_rejects_bad_values():
 @pytest.fixture(scope="module")
 def model_spy():
     """The real offline SmolLM2 whose ``generate`` records the keywords and input device of each call."""
-    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.model.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(verbose=False)
     calls = []
@@ -195,8 +195,8 @@ def model_spy():
 
 @pytest.mark.slow
 def test_stream_reply_streams_the_greedy_reply(model_spy):
-    from labhelpers.generation import generate_replies
-    from labhelpers.widgets import generation_kwargs, stream_reply
+    from labhelpers.run.generation import generate_replies
+    from labhelpers.views.widgets import generation_kwargs, stream_reply
 
     model, tokenizer, calls = model_spy
     seen = []
@@ -208,8 +208,8 @@ def test_stream_reply_streams_the_greedy_reply(model_spy):
 
 @pytest.mark.slow
 def test_chat_compare_shows_replies_already_generated_without_generating_them_again(model_spy):
-    from labhelpers.behaviour import follows_house_format
-    from labhelpers.widgets import chat_compare
+    from labhelpers.measure.behaviour import follows_house_format
+    from labhelpers.views.widgets import chat_compare
 
     model, tokenizer, calls = model_spy
     calls.clear()
@@ -223,8 +223,8 @@ def test_chat_compare_shows_replies_already_generated_without_generating_them_ag
 
 @pytest.mark.slow
 def test_chat_compare_fallback_and_controls(model_spy):
-    from labhelpers.behaviour import follows_house_format
-    from labhelpers.widgets import chat_compare
+    from labhelpers.measure.behaviour import follows_house_format
+    from labhelpers.views.widgets import chat_compare
 
     model, tokenizer, calls = model_spy
     calls.clear()

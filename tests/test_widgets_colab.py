@@ -1,13 +1,13 @@
 """The widgets on Colab's ipywidgets: 7.7.1, not the lock's 8.
 
 Colab's runtime keeps its own preinstalled ipywidgets (7.7.1: its front end stopped rendering the core widgets of
-ipywidgets 8, googlecolab/colabtools#3020), so the install cell leaves ipywidgets alone and ``labhelpers.widgets`` has
+ipywidgets 8, googlecolab/colabtools#3020), so the install cell leaves ipywidgets alone and ``labhelpers.views.widgets`` has
 to work on both majors. This test installs ipywidgets 7.7.1 and what it needs that 8 does not into a folder of its own
 (``pip install --no-deps --target``: the venv is untouched) and runs ``tests/test_widgets.py`` in a subprocess whose
 ``sys.path`` starts with that folder; a small pytest plugin reports which ipywidgets the tests really imported and how
 many of them passed.
 
-``tests/test_live.py`` is not run there: ``labhelpers.live`` draws with ``IPython.display``, never with ipywidgets.
+``tests/test_live.py`` is not run there: ``labhelpers.views.live`` draws with ``IPython.display``, never with ipywidgets.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def test_widget_bundle_matches_ipywidgets_8(monkeypatch):
     Also run on 7.7.1 by the test below: there it checks the bundle names the widget's model."""
     import ipywidgets as w
 
-    from labhelpers import widgets
+    from labhelpers.views import widgets
 
     box = w.VBox([w.HTML("<b>x</b>"), w.IntSlider(description="row")])
     bundle = widgets.widget_bundle(box)

@@ -18,7 +18,7 @@ def ci_phase(nodeid: str) -> str:
 
     >>> [ci_phase(n) for n in ("tests/test_notebooks.py::test_solution_executes_with_papermill[06_sft_trainer]",
     ...                        "solutions/06_sft_trainer.ipynb::Cell 3", "notebooks/06_sft_trainer.ipynb::Cell 3",
-    ...                        "tests/test_data.py::test_x", "labhelpers/data.py::labhelpers.data.load_chat_dataset",
+    ...                        "tests/test_data.py::test_x", "labhelpers/data/datasets.py::labhelpers.data.datasets.load_chat_dataset",
     ...                        "tests/test_notebooks.py::test_solution_keeps_the_ampere_contract[02_baseline_generation]")]
     ['papermill (solutions)', 'nbval solutions', 'nbval students', 'unit tests', 'doctests', 'papermill ampere-cpu (smoke)']
     """

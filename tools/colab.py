@@ -121,7 +121,7 @@ def install_cell_source(lock_path: Path = lock.LOCK, source: str | None = None) 
         "    !pip install -q $_pins",
         "    !pip install -q --no-deps $LABHELPERS_SOURCE",
         "    try:",
-        "        from labhelpers.install import check_installed_pins",
+        "        from labhelpers.base.install import check_installed_pins",
         "    except ImportError:",
         '        raise RuntimeError(f"labhelpers did not install from {LABHELPERS_SOURCE!r} (pip\'s message is above). "',
         '                           "Set LABHELPERS_SOURCE at the top of this cell to another source: a zip of the "',

@@ -247,7 +247,7 @@ def _share_loads(warm: bool) -> None:
     with `warm`, load the default one now, before the first fork."""
     import inspect
 
-    models = importlib.import_module("labhelpers.models")
+    models = importlib.import_module("labhelpers.model.loading")
     original = models.load_tokenizer
     default = inspect.signature(original).parameters["model_id"].default
     loaded: dict[Any, Any] = {}

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-N_PARAMS = 134_515_008  # SmolLM2-135M, tied embeddings counted once (labhelpers.memory.architecture)
+N_PARAMS = 134_515_008  # SmolLM2-135M, tied embeddings counted once (labhelpers.model.memory.architecture)
 TFLOPS = (6.0, 16.0)  # effective fp16-AMP training throughput on a T4: slow, fast
 DECODE_S = (0.040, 0.015)  # seconds per generate() step: slow, fast
 NOTEBOOK_S = (150.0, 60.0)  # install cell, imports, model download and load
@@ -90,7 +90,7 @@ def notebook_work(recipe: Any, row_tokens: float) -> dict[str, Work]:
     Mirrors what the solutions do with the recipe's sizes: 06's reference run, 07's overfitting run, 08's mini-runs,
     09's generations, 10's protocol, 11's loop, 12's LoRA run and memory measurement.
     """
-    from labhelpers.generation import CLASSIC_PROMPTS
+    from labhelpers.run.generation import CLASSIC_PROMPTS
 
     s, lesson = recipe.sizes, recipe.lesson
     plan = recipe.plan(s.n_train_examples)
@@ -124,7 +124,7 @@ def notebook_work(recipe: Any, row_tokens: float) -> dict[str, Work]:
 
 def mean_row_tokens(rows: Any, tokenizer: Any, max_length: int) -> float:
     """Mean chat-templated length of ``rows`` in tokens, each capped at ``max_length`` (what a trainer sees)."""
-    from labhelpers.training import conversation_lengths
+    from labhelpers.run.training import conversation_lengths
 
     lengths = [min(n, max_length) for n in conversation_lengths(rows, tokenizer)]
     return sum(lengths) / len(lengths)
@@ -132,9 +132,9 @@ def mean_row_tokens(rows: Any, tokenizer: Any, max_length: int) -> float:
 
 def t4_estimates() -> dict[str, tuple[float, float]]:
     """(slow, fast) seconds per notebook number on a Colab T4 in the ``colab`` profile, on the lesson's data."""
-    from labhelpers.data import load_chat_dataset
-    from labhelpers.hardware import recipe_for
-    from labhelpers.models import load_tokenizer
+    from labhelpers.data.datasets import load_chat_dataset
+    from labhelpers.model.hardware import recipe_for
+    from labhelpers.model.loading import load_tokenizer
 
     recipe = recipe_for("t4", "colab", total_memory_gib=T4_GIB)
     rows = load_chat_dataset()["train"].select(range(recipe.sizes.n_train_examples))

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from benchmarks.reference_step import in_reference_steps, reference_step_seconds
-from labhelpers.runs import load_metrics, project_root, run_dir, save_metrics
+from labhelpers.run.folder import load_metrics, project_root, run_dir, save_metrics
 
 
 def solution_notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip timing the reference step (~20 s) that makes the times comparable across machines")
     args = parser.parse_args(argv)
 
-    from labhelpers.hardware import detect_recipe
+    from labhelpers.model.hardware import detect_recipe
 
     profile = detect_recipe(args.profile).profile
     root = project_root() or Path.cwd()

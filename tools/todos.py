@@ -25,7 +25,7 @@ SOLUTIONS = ROOT / "solutions"
 
 # name -> code that makes it cheaply in the grader, in order of cost. Each runs after the notebook's setup cell.
 STAND_INS: dict[str, str] = {
-    "tokenizer": "from labhelpers.models import load_tokenizer\n"
+    "tokenizer": "from labhelpers.model.loading import load_tokenizer\n"
                  "tokenizer = load_tokenizer(MODEL_ID)  # grader stand-in: the tokenizer, without the model",
 }
 COSTS = {(): "setup cell only", ("tokenizer",): "setup cell + tokenizer"}

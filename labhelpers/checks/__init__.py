@@ -8,10 +8,10 @@ One module per notebook, named by its number: notebook ``NN_topic.ipynb``'s chec
 (``nb05_packing.py``: ``check_pack_examples``). ``core.py`` holds what they share: :class:`TodoCheckError`,
 :func:`require`, :func:`passed`, :func:`student_code` and the :func:`require_todo` guard. The checks of notebooks
 01-11 are imported here (``from labhelpers.checks import check_pack_examples``); those of 12 and 13 build on
-``labhelpers.lora`` / ``labhelpers.handoff`` and are imported from their own modules
+``labhelpers.run.lora`` / ``labhelpers.run.handoff`` and are imported from their own modules
 (``from labhelpers.checks.nb12_lora import check_lora_config``), so the checks of 01-11 do not load those.
 
-Each TODO has an id (``04.build_labels``, :func:`todo_id`); :func:`hint` (from :mod:`labhelpers.progress`) reveals its
+Each TODO has an id (``04.build_labels``, :func:`todo_id`); :func:`hint` (from :mod:`labhelpers.views.progress`) reveals its
 hints one tier at a time, and every check's verdict lands in the run folder's ``progress.jsonl`` (``core.py``).
 
 Nothing else in ``labhelpers`` imports this package: the checks sit on top of the plumbing they test against
@@ -32,7 +32,7 @@ from labhelpers.checks.nb08_lr_schedulers import _reference_cosine_lrs, check_co
 from labhelpers.checks.nb09_before_after import REPLY_LOSS_CHECK_PAIRS, check_behaviour_scores, check_reply_loss
 from labhelpers.checks.nb10_sanity_protocol import check_preflight_clean
 from labhelpers.checks.nb11_custom_accelerate_loop import check_masked_lm_loss, loss_tolerance
-from labhelpers.progress import hint
+from labhelpers.views.progress import hint
 
 __all__ = [
     "GENERATION_CHECK_PROMPTS", "LABEL_CHECK_CONVERSATIONS", "NOT_IMPLEMENTED", "REPLY_LOSS_CHECK_PAIRS", "WHY_SETTING",

@@ -9,7 +9,7 @@ The checks themselves live one module per notebook next to this one (``nb05_pack
 Every TODO has a stable id, :func:`todo_id`: the notebook's number and the name its check judges
 (``check_build_labels`` in notebook 04 judges ``04.build_labels``). Each verdict a check reaches in a notebook (its
 :func:`passed` line, or the :class:`TodoCheckError` Jupyter shows) is appended to the run folder's progress file
-(:mod:`labhelpers.progress`) without changing what the check prints; nothing is recorded when no run folder is
+(:mod:`labhelpers.views.progress`) without changing what the check prints; nothing is recorded when no run folder is
 found, and recording never fails a check.
 """
 
@@ -227,7 +227,7 @@ def require_todo(*names: str) -> None:
                                    f"still has the TODO's raise NotImplementedError line). Fix: {fix}")
 
 
-# --- TODO ids and verdicts: what the progress file (labhelpers.progress) and the grader (tools/grade.py) record ------
+# --- TODO ids and verdicts: what the progress file (labhelpers.views.progress) and the grader (tools/grade.py) record ------
 
 _CHECK_MODULE = re.compile(r"^labhelpers\.checks\.nb(\d+)_")
 
@@ -309,7 +309,7 @@ def _record_verdict(frames: list, status: str, line: str) -> None:
         caller = check.f_back
         while caller is not None and caller.f_globals.get("__name__", "").startswith("labhelpers"):
             caller = caller.f_back  # a wrapper (student_code) or a check calling another one
-        from labhelpers import progress
+        from labhelpers.views import progress
 
         run = progress.run_folder(caller.f_globals if caller is not None else None)
         if run is not None:

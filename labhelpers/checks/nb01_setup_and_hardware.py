@@ -208,7 +208,7 @@ def _steps_models() -> list[tuple[Callable, str, str]]:
 
 
 def _check_steps(optimizer_steps_per_epoch: Callable) -> None:
-    from labhelpers.batching import effective_batch
+    from labhelpers.base.batching import effective_batch
 
     cases = [(n, p, a, g) for p, a, g in LAYOUTS for n in SIZES]
     results = _run_all(optimizer_steps_per_epoch, "optimizer_steps_per_epoch", cases)
@@ -257,7 +257,7 @@ _WARMUP_MODELS = [
 
 
 def _check_warmup(warmup_steps: Callable) -> None:
-    from labhelpers.batching import effective_batch
+    from labhelpers.base.batching import effective_batch
 
     results = _run_all(warmup_steps, "warmup_steps", WARMUP_CASES)
     reference = {(t, r): effective_batch(1, 1, 1, n_examples=t, warmup_ratio=r).warmup_steps for t, r in WARMUP_CASES}
@@ -285,7 +285,7 @@ def _check_warmup(warmup_steps: Callable) -> None:
 
 @student_code("effective_batch_size", "optimizer_steps_per_epoch", "warmup_steps")
 def check_batch_math(effective_batch_size, optimizer_steps_per_epoch, warmup_steps) -> None:
-    """Compare the student's batch arithmetic with :func:`labhelpers.batching.effective_batch` on many cases, naming
+    """Compare the student's batch arithmetic with :func:`labhelpers.base.batching.effective_batch` on many cases, naming
     the near miss (a factor left out, the wrong rounding) from all the cases at once.
 
     >>> eff = lambda p, a, g: p * a * g

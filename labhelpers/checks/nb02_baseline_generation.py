@@ -59,7 +59,7 @@ def _generate_alone_now(model, tokenizer, prompt: str, max_new_tokens: int) -> s
     text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                          add_generation_prompt=True)
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
-    from labhelpers.attention import model_autocast
+    from labhelpers.model.attention import model_autocast
 
     with torch.no_grad(), model_autocast(model):  # a flash kernel takes only half precision
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,

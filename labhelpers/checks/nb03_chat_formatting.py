@@ -39,7 +39,7 @@ def chatml_check_cases() -> list[tuple[list[dict[str, str]], bool]]:
     >>> len(chatml_check_cases()), chatml_check_cases()[0]
     (11, ([{'role': 'user', 'content': 'Hi!'}], True))
     """
-    from labhelpers.chat import PROBE_CONVERSATIONS
+    from labhelpers.data.chat import PROBE_CONVERSATIONS
 
     cases: list[tuple[list[dict[str, str]], bool]] = [
         ([{"role": "user", "content": "Hi!"}], True),

@@ -16,7 +16,7 @@ LABEL_CHECK_CONVERSATIONS = (
 
 def _label_problem(tokenizer, ids: list[int], got: list[int], want: list[int]) -> str:
     """Describe the first wrong span of labels: which turn is trained or masked by mistake, decoded."""
-    from labhelpers.display import token_roles, trained_spans
+    from labhelpers.views.display import token_roles, trained_spans
 
     roles = token_roles(tokenizer, ids)
     wrongly_trained = [g != -100 and w == -100 for g, w in zip(got, want)]
@@ -136,7 +136,7 @@ def _labels_mistake(tokenizer, ids: list[int], mask: list[int], got: list[int], 
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     extra = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
     if all(want[i] == -100 and got[i] == ids[i] == end for i in extra):
-        from labhelpers.display import token_roles
+        from labhelpers.views.display import token_roles
 
         roles = token_roles(tokenizer, ids)
         turns = sorted({roles[i] for i in extra})
@@ -189,7 +189,7 @@ def _mask_problem(tokenizer, ids: list[int], got: list[int], want: list[int]) ->
     """Describe what a wrong 0/1 assistant mask gets wrong, as 'problem. Fix: fix': a mask that marks nothing or never
     stops (a token string compared with ids), the header, the newline after <|im_end|> or another turn marked (each
     kind named), the stop token, a later reply or the reply's first token left out."""
-    from labhelpers.display import token_roles, trained_spans
+    from labhelpers.views.display import token_roles, trained_spans
 
     roles, end = token_roles(tokenizer, ids), tokenizer.convert_tokens_to_ids("<|im_end|>")
     header = tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from labhelpers.batching import rows_per_step
+from labhelpers.base.batching import rows_per_step
 from labhelpers.checks.core import NOT_IMPLEMENTED, TodoCheckError, call_student, passed, require, student_code
 
 if TYPE_CHECKING:
-    from labhelpers.hardware import Recipe
+    from labhelpers.model.hardware import Recipe
 
 
 # Why notebook 06's run needs each setting beyond the recipe's sizes (the values live in REFERENCE_RUN_SETTINGS
@@ -112,7 +112,7 @@ def _as_trainer_reads(config: object, name: str, value: object) -> object:
 
 def _sft_config_findings(config: object, recipe: Recipe) -> tuple[list[str], list[str]]:
     """(problems, notes) of the student's SFTConfig against notebook 06's run."""
-    from labhelpers.hardware import REFERENCE_RUN_SETTINGS
+    from labhelpers.model.hardware import REFERENCE_RUN_SETTINGS
 
     reference = recipe.reference_config(config.output_dir)
     total = _config_value(config, "max_steps")

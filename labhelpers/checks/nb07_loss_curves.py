@@ -163,8 +163,6 @@ def _expected(log_history: list[dict], key: str) -> list[tuple[float, float]]:
 def _why_not(series: _Series, which: str, points: list[tuple[float, float]], log_history: list[dict]
              ) -> tuple[str, str] | None:
     """(what is wrong, fix) when ``series`` is a recognisable near miss of the ``which`` loss line, else None."""
-    import numpy as np
-
     key = _WHICH[which]
     line = f"the {which} loss line ({series.named})"
     drawn = series.points
@@ -189,7 +187,7 @@ def _why_not(series: _Series, which: str, points: list[tuple[float, float]], log
         epochs = [float(e["epoch"]) for e in log_history if key in e and "epoch" in e]
         if _same_values(xs, epochs, x=True):
             return (f"{line} is drawn against the epoch, not the step",
-                    f"use x = entry['step'] (the eval and train entries share it)")
+                    "use x = entry['step'] (the eval and train entries share it)")
         shown, logged = _pair(next(a for a, b in zip(xs, steps) if not _close(a, b, x=True)),
                               next(b for a, b in zip(xs, steps) if not _close(a, b, x=True)))
         return (f"{line} has the logged {key} values but other x values (x {shown} where the log has step {logged})",

@@ -38,7 +38,7 @@ FORMAT_PROBES: tuple[tuple[str, bool, str], ...] = (
 _SCORES_ERROR_FIXES = (
     ("ZeroDivisionError", "divide by len(outputs), the number of replies scored"),
     ("IndexError", "a reply may have fewer lines than your code expects: score each one with "
-                   "follows_house_format(text) (labhelpers.behaviour)"),
+                   "follows_house_format(text) (labhelpers.measure.behaviour)"),
 )
 
 
@@ -83,7 +83,7 @@ def check_behaviour_scores(behaviour_scores: object) -> None:
     format verdict of each near-miss reply of :data:`FORMAT_PROBES` (one reply per call, so a hand-written classifier
     is told which rule it misses), then the format share of a mixed batch.
     """
-    from labhelpers.behaviour import follows_house_format
+    from labhelpers.measure.behaviour import follows_house_format
 
     plain = ["Just some text.", "Sure! Here you go.", "Paris.", "No idea.", "It depends."]
     hit = [True, False, False, False, False]
@@ -108,7 +108,7 @@ def check_behaviour_scores(behaviour_scores: object) -> None:
         raise TodoCheckError(
             f"your format_rate {verdict} {text!r} as the house format, but it {'is' if truth else 'is not'}: {why}"
             + (f" ({len(wrong)} of {len(FORMAT_PROBES)} near-miss replies are judged wrong)" if len(wrong) > 1 else "")
-            + ". Fix: judge each reply with follows_house_format(text) from labhelpers.behaviour (it checks every "
+            + ". Fix: judge each reply with follows_house_format(text) from labhelpers.measure.behaviour (it checks every "
             "rule of the format), not a check of your own")
     mixed = [_GOOD, "Just some text.", _GOOD, FORMAT_PROBES[2][0], "Answer: Yes.\n- One.\n- Two.\nConfidence: low"]
     cut = [True, False, False, True, False]
@@ -137,8 +137,8 @@ def _reply_loss_variants(model, tokenizer, prompt: str, reply: str) -> dict[str,
     import torch
     import torch.nn.functional as F
 
-    from labhelpers.attention import model_autocast
-    from labhelpers.generation import reply_token_span
+    from labhelpers.model.attention import model_autocast
+    from labhelpers.run.generation import reply_token_span
 
     full, start, end = reply_token_span(tokenizer, prompt, reply)  # ids[start:end]: the reply and its <|im_end|>
     user = [{"role": "user", "content": prompt}]
@@ -219,7 +219,7 @@ _REPLY_LOSS_ERROR_FIXES = (
 @student_code("reply_loss")
 def check_reply_loss(reply_loss, model, tokenizer) -> None:
     """The optional harder TODO of 09: ``reply_loss(model, tokenizer, prompt, reply)`` is the teacher-forced mean NLL
-    of the reply's tokens and its ``<|im_end|>`` after the chat-templated prompt, as ``labhelpers.generation.
+    of the reply's tokens and its ``<|im_end|>`` after the chat-templated prompt, as ``labhelpers.run.generation.
     reply_nll`` computes it; a wrong value is matched against the usual mistakes. Tolerance follows the dtype.
     """
     import torch

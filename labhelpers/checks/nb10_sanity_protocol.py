@@ -35,7 +35,7 @@ def learning_rate_problem(lr: float, n_params: int) -> tuple[str, str] | None:
     >>> learning_rate_problem(1e-3, 135_000_000)[0].split(" (")[0]
     'learning_rate 0.001 is a LoRA learning rate'
     """
-    from labhelpers.lora import LORA_LR_HIGH, LORA_LR_LOW
+    from labhelpers.sanity.lora import LORA_LR_HIGH, LORA_LR_LOW
 
     low, high = full_fine_tune_lr_band(n_params)
     band = f"a full fine-tune's {low:g}..{high:g}"

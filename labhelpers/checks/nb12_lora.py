@@ -3,7 +3,7 @@
 and the options the TODO does not ask for that change the update's scale or what trains (modules_to_save, use_rslora,
 use_dora, layers_to_transform, rank/alpha patterns, init_lora_weights, inference_mode, lora_bias, ...).
 
-The LoRA plumbing the check builds on (projection names, the adapter findings) is :mod:`labhelpers.lora`.
+The LoRA plumbing the check builds on (projection names, the adapter findings) is :mod:`labhelpers.run.lora`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import math
 from typing import Any, Callable
 
 from labhelpers.checks.core import call_student, passed, require, student_code
-from labhelpers.lora import ATTENTION_PROJECTIONS, FULL_COPY_MODULES, MLP_PROJECTIONS, _linear_names, _target_set
-from labhelpers.memory import LORA_TARGETS
+from labhelpers.run.lora import ATTENTION_PROJECTIONS, FULL_COPY_MODULES, MLP_PROJECTIONS, linear_names, target_set
+from labhelpers.model.memory import LORA_TARGETS
 
 
 def _scale_text(alpha: float, r: int) -> str:
@@ -122,7 +122,7 @@ def lora_config_problems(config: Any, rank: int, alpha: float, model: Any = None
         problems.append(f"lora_alpha is {config.lora_alpha!r}, asked for {alpha:g}: {_scale_text(config.lora_alpha, config.r)}, "
                         f"this lesson wants {_scale_text(alpha, rank).split(' scales')[0]} = {alpha / rank:g}; pass "
                         "lora_alpha=alpha (too small a scale learns nothing at a sensible LR, too large one diverges)")
-    targets = _target_set(config.target_modules)
+    targets = target_set(config.target_modules)
     if targets is None:
         problems.append("target_modules is None: peft then falls back to its per-architecture default (for llama "
                         "only q_proj and v_proj); list the seven projections: " + ", ".join(LORA_TARGETS))
@@ -151,7 +151,7 @@ def lora_config_problems(config: Any, rank: int, alpha: float, model: Any = None
             unknown = sorted(t for t in targets if t not in names)
             if unknown:
                 problems.append(f"target_modules names {', '.join(unknown)}, which no module of this model is called "
-                                f"(its linear layers: {', '.join(_linear_names(model))}); check the spelling")
+                                f"(its linear layers: {', '.join(linear_names(model))}); check the spelling")
     problems += _unasked_option_problems(config, rank, alpha, model)
     dropout = float(config.lora_dropout or 0.0)
     if not 0.0 <= dropout <= 0.2:
@@ -200,7 +200,7 @@ def check_lora_config(make_lora_config: Callable[[int, float], Any] | Any, model
         if not callable(make_lora_config):
             break
     first = make(*cases[0]) if callable(make_lora_config) else make_lora_config
-    targets = _target_set(first.target_modules)
+    targets = target_set(first.target_modules)
     which = "all linear layers ('all-linear')" if isinstance(targets, str) else \
         f"all {len(targets)} projections ({', '.join(t for t in LORA_TARGETS if t in targets)})"
     passed(f"LoraConfig: r and lora_alpha from the arguments ({_scale_text(first.lora_alpha, first.r)}), {which}, "

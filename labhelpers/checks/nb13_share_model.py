@@ -3,7 +3,7 @@ max_new_tokens)`` stops at ``<|im_end|>``, pads with the pad token, is greedy an
 every id is a plain int (generation_config.json stores it) and nothing in it makes ``save_pretrained`` refuse it or
 bends greedy decoding (a far-off repetition penalty).
 
-The handoff itself (the reference generation config, the model card, the folder) is :mod:`labhelpers.handoff`.
+The handoff itself (the reference generation config, the model card, the folder) is :mod:`labhelpers.run.handoff`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from labhelpers.checks.core import TodoCheckError, call_student, passed, require, student_code
-from labhelpers.handoff import END_OF_TURN, generation_config_for  # noqa: F401  (the doctest passes the reference)
+from labhelpers.run.handoff import END_OF_TURN, generation_config_for  # noqa: F401  (the doctest passes the reference)
 
 # Sampling-only settings: with do_sample=False greedy decoding ignores them and save_pretrained refuses the config.
 SAMPLING_FLAGS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")

@@ -28,6 +28,7 @@ _EXPORTS = {  # name -> submodule that defines it
     "generate_replies": "postflight",
     "generation_findings": "config",
     "hyperparameter_findings": "preflight",
+    "lora_findings": "lora",
     "lr_range_test": "protocol",
     "overfit_test": "protocol",
     "plan_run": "config",

@@ -1,6 +1,6 @@
 """``python -m labhelpers.sanity --data FILE``: check a chat dataset and the lab's SFT setup on it, before training.
 
-Reads and validates every row first (any format `labhelpers.data.load_rows` reads; torch is not imported yet, so a
+Reads and validates every row first (any format `labhelpers.data.datasets.load_rows` reads; torch is not imported yet, so a
 bad file is refused in well under 2 s), then loads the model, runs `check_dataset` on all rows (token statistics on a
 sample), builds the lab's SFTTrainer on a sample of rows and runs the preflight. Prints the verdict and the top fixes
 first, then every finding, then sample rows with their trained tokens marked.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from labhelpers.batching import rows_per_step
+from labhelpers.base.batching import rows_per_step
 from labhelpers.sanity.report import Finding, SanityReport
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
@@ -26,7 +26,7 @@ PREFLIGHT_ROWS = 256  # train rows given to the trainer: TRL tokenizes every row
 PREFLIGHT_EVAL_ROWS = 64  # eval rows given to the trainer
 PREFLIGHT_BATCH_TOKENS = 512  # preflight batch <= this many tokens: its loss-at-init forward stays ~5 s and ~0.3 GB on CPU
 TOP_FIXES = 3  # fixes listed under the verdict
-DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # labhelpers.models.DEFAULT_MODEL_ID (not imported: keeps --help fast)
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # labhelpers.model.loading.DEFAULT_MODEL_ID (not imported: keeps --help fast)
 BLOCKING = ("chat_template", "conversation_format")  # dataset fails that make building a trainer pointless
 # preflight checks on settings: the flags that set them (a warn/fail on a setting the user never chose is not shown as one)
 SETTING_FLAGS = {
@@ -138,8 +138,8 @@ def _cli_message(err: Exception) -> str:
 
 
 def read_data(path: str, flag: str = "--data") -> tuple[list[dict], Any]:
-    """``(messages rows, format report)`` of a data file, validated by labhelpers.data; InputError names the fix."""
-    from labhelpers.data import ConversationFormatError, DatasetFileError, load_rows
+    """``(messages rows, format report)`` of a data file, validated by labhelpers.data.datasets; InputError names the fix."""
+    from labhelpers.data.datasets import ConversationFormatError, DatasetFileError, load_rows
 
     if not Path(path).is_file():
         what = "a folder" if Path(path).is_dir() else "no such file"
@@ -255,7 +255,7 @@ def _sample(rows: list[dict], n: int, seed: int) -> list[dict]:
 def sample_rows(trainer: Any, tokenizer: Any, n: int, seed: int, packing: bool) -> tuple[list[str], int]:
     """``n`` random collated training examples rendered with ``[trained]`` brackets, and how many there were."""
     from labhelpers.sanity.preflight import collated_batches, conversation_start
-    from labhelpers.display import IGNORE_INDEX, bracket_trained
+    from labhelpers.views.display import IGNORE_INDEX, bracket_trained
     from labhelpers.sanity.tokens import examples_in_batch
 
     start = conversation_start(tokenizer) if packing else None
@@ -321,7 +321,7 @@ def _run_checks(args: argparse.Namespace, inputs: dict[str, Any]) -> Run:
     train, data_line, eval_rows, template = inputs.pop("train"), inputs["data"], inputs["eval"], inputs["template"]
 
     _quiet_libraries()
-    from labhelpers.hardware import detect_recipe
+    from labhelpers.model.hardware import detect_recipe
 
     try:
         recipe = detect_recipe(args.profile)
@@ -332,7 +332,7 @@ def _run_checks(args: argparse.Namespace, inputs: dict[str, Any]) -> Run:
         recipe = recipe.with_sizes(**sizes) if sizes else recipe
     except (ValueError, TypeError) as err:
         raise InputError(f"bad size flag: {err}") from None
-    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.model.loading import load_model_and_tokenizer
 
     model_id = args.model or DEFAULT_MODEL
     try:

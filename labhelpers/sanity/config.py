@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from labhelpers.batching import steps_from_batches, total_steps, warmup_steps
+from labhelpers.base.batching import steps_from_batches, total_steps, warmup_steps
 from labhelpers.sanity.report import Finding
 
 MIN_EVAL_POINTS = 3  # fewer evaluations than this draw no curve: overfitting cannot be seen

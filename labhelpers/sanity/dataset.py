@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from labhelpers.sanity.report import Finding, SanityReport
-from labhelpers.text import NORMALISATION, normalise
+from labhelpers.base.text import NORMALISATION, normalise
 
 SAMPLE_ROWS = 2000  # rows tokenized for length statistics (seeded random sample when there are more)
 LENGTH_MULTIPLE = 64  # suggested max_length values are rounded up to a multiple of this
@@ -153,15 +153,15 @@ def column_findings(columns: Sequence[str], n_rows: int, prompt_is_text: bool) -
                         "keep only 'messages': ds = ds.select_columns(['messages'])")]
     if "messages" not in cols:
         return [Finding("prompt_column", "warn", f"no 'messages' column (columns {sorted(cols)}): not a conversational dataset",
-                        "convert the rows with labhelpers.data.load_rows / load_chat_dataset first")]
+                        "convert the rows with labhelpers.data.datasets.load_rows / load_chat_dataset first")]
     dropped = sorted(cols - {"messages"})
     note = f" (other columns {dropped} are not used by TRL)" if dropped else ""
     return [Finding("prompt_column", "pass", f"conversations in 'messages' for all {n_rows:,} rows{note}", "")]
 
 
 def format_findings(rows: Any) -> list[Finding]:
-    """Every row a valid conversation (the same checks and messages as labhelpers.data.check_row)."""
-    from labhelpers.data import check_row, every_row_invalid, format_problems
+    """Every row a valid conversation (the same checks and messages as labhelpers.data.datasets.check_row)."""
+    from labhelpers.data.datasets import check_row, every_row_invalid, format_problems
 
     is_dataset = hasattr(rows, "column_names")
     problems = [p for i, row in enumerate(rows) if (p := check_row(row, i, tolerate_null_keys=is_dataset))]
@@ -172,7 +172,7 @@ def format_findings(rows: Any) -> list[Finding]:
     if every_row_invalid(problems, len(rows)):
         fix = lines[-1].replace("Every row is invalid, so dropping", "every row is invalid: dropping")
     else:
-        fix = "fix or drop the rows listed (labhelpers.data.validate_conversations(rows, drop_invalid=True))"
+        fix = "fix or drop the rows listed (labhelpers.data.datasets.validate_conversations(rows, drop_invalid=True))"
     return [Finding("conversation_format", "fail", "; ".join(line.strip() for line in lines[:-1]), fix)]
 
 
@@ -335,7 +335,7 @@ class HeldoutOverlap:
                        f"not held out ({self.share:.0%} seen in training): {self.describe()}; the scores on them "
                        "measure memory, not learning",
                        "score prompts whose rows are not in train: drop test rows whose prompt or reply is in train "
-                       "(compare labhelpers.text.normalise of each turn) and measure again")
+                       "(compare labhelpers.base.text.normalise of each turn) and measure again")
 
 
 def heldout_overlap(prompts: Sequence[str], train_rows: Any, replies: Sequence[str] | None = None) -> HeldoutOverlap:
@@ -591,7 +591,7 @@ def template_findings(tokenizer: Any, assistant_only_loss: bool) -> list[Finding
                         "assistant_only_loss=True but the chat template has no {% generation %} markers: TRL swaps in "
                         "its own training template for models it knows and fails for others",
                         "wrap assistant content and its end-of-turn token in {% generation %}...{% endgeneration %} "
-                        "(labhelpers.chat.training_chat_template does this for ChatML)")]
+                        "(labhelpers.data.chat.training_chat_template does this for ChatML)")]
     return [Finding("chat_template", "pass", "chat template marks assistant replies with {% generation %}", "")]
 
 

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
-from labhelpers.display import IGNORE_INDEX
+from labhelpers.views.display import IGNORE_INDEX
 from labhelpers.sanity.report import Finding
 from labhelpers.sanity.tokens import assistant_mask, reply_ends
 
@@ -50,12 +50,12 @@ def _prompt_trained_fix(setup: LossSetup, collator: str | None) -> str:
     if setup.kind == "messages":
         if not setup.assistant_only_loss:
             return ("set SFTConfig(assistant_only_loss=True) (the chat template needs {% generation %} markers, see "
-                    "labhelpers.chat)")
+                    "labhelpers.data.chat)")
         return ("assistant_only_loss=True is already set, so the chat template marks too much as the reply: its "
                 "{% generation %} block must open after the assistant header and close after the end-of-turn token "
-                "(see labhelpers.chat)")
+                "(see labhelpers.data.chat)")
     return ("train on replies only: a `messages` dataset with SFTConfig(assistant_only_loss=True) (needs "
-            "{% generation %} markers, see labhelpers.chat); no pre-rendered `text` column; a custom collator must set "
+            "{% generation %} markers, see labhelpers.data.chat); no pre-rendered `text` column; a custom collator must set "
             "labels=-100 outside assistant replies")
 
 
@@ -67,7 +67,7 @@ def _reply_masked_fix(setup: LossSetup) -> str:
     """
     if setup.kind == "messages" and setup.assistant_only_loss:
         return ("the chat template's {% generation %} block misses part of each reply: it must cover every assistant "
-                "turn up to its end-of-turn token (see labhelpers.chat); or max_length cuts the replies")
+                "turn up to its end-of-turn token (see labhelpers.data.chat); or max_length cuts the replies")
     if setup.kind == "messages":
         return "a custom collator or the labels column masks replies: keep labels on every assistant turn"
     return ("prompt/completion data trains only the last turn; use `messages` with assistant_only_loss=True to train "
@@ -163,7 +163,7 @@ def masking_findings(examples: Sequence[tuple[list[int], list[int]]], header: Se
             f"{ends_trained} of {ends} replies have their end-of-turn token (id {end_id}) trained{pad_note}", fix))
     if pad_id is not None and pad_id == end_id:
         out.append(Finding("pad_is_eos", "warn", f"pad token id {pad_id} == end-of-turn id {end_id}",
-                           "set tokenizer.pad_token = '<|endoftext|>' (labhelpers.models does this)"))
+                           "set tokenizer.pad_token = '<|endoftext|>' (labhelpers.model.loading does this)"))
     return out
 
 

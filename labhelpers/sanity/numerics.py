@@ -12,9 +12,9 @@ from typing import Any, Sequence
 
 import torch
 
-from labhelpers.attention import forward_dtype, model_autocast
-from labhelpers.display import IGNORE_INDEX
-from labhelpers.models import has_random_weights
+from labhelpers.model.attention import forward_dtype, model_autocast
+from labhelpers.views.display import IGNORE_INDEX
+from labhelpers.model.loading import has_random_weights
 from labhelpers.sanity.postflight import skipped_for_random_weights
 from labhelpers.sanity.report import Finding
 from labhelpers.sanity.tokens import assistant_header, assistant_mask, end_of_turn_id, examples_in_batch, last_reply_split, rendered_ids, segments

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from labhelpers.behaviour import data_teaches_house_format, house_format_rate, is_degenerate, repeats_itself
-from labhelpers.compare import new_token_counts
-from labhelpers.generation import generate_replies
+from labhelpers.measure.behaviour import data_teaches_house_format, house_format_rate, is_degenerate, repeats_itself
+from labhelpers.measure.compare import new_token_counts
+from labhelpers.run.generation import generate_replies
 from labhelpers.sanity.config import generation_findings
 from labhelpers.sanity.tokens import end_of_turn_id
-from labhelpers.models import has_random_weights
+from labhelpers.model.loading import has_random_weights
 from labhelpers.sanity.report import Finding, SanityReport
 
 RANDOM_WEIGHTS_SKIP = "skipped: random weights (GPU rehearsal), quality not measurable"
@@ -39,7 +39,7 @@ def postflight(model: Any, tokenizer: Any, prompts: Sequence[Any], base_outputs:
     memory). ``reference_replies``: the data's replies to ``prompts``; when they do not use the house format, no
     house-format finding is given (its 0% would mean nothing). ``base_hit_max`` is exact when it comes from
     the base's own generation (``generate_replies`` or a saved record's ``hit_limit``); without it the base
-    replies are re-tokenized (:func:`labhelpers.compare.new_token_counts`), as saved records are.
+    replies are re-tokenized (:func:`labhelpers.measure.compare.new_token_counts`), as saved records are.
     """
     if not prompts:
         raise ValueError("postflight needs at least one prompt; pass e.g. 8 held-out user messages")

@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from labhelpers.batching import rows_per_step, updates_per_epoch
-from labhelpers.display import IGNORE_INDEX, bracket_trained, render_masked_tokens
-from labhelpers.lora import LORA_LR_FAIL, LORA_LR_HIGH, LORA_LR_LOW, lora_findings
+from labhelpers.base.batching import rows_per_step, updates_per_epoch
+from labhelpers.views.display import IGNORE_INDEX, bracket_trained, render_masked_tokens
+from labhelpers.sanity.lora import LORA_LR_FAIL, LORA_LR_HIGH, LORA_LR_LOW, lora_findings
 from labhelpers.sanity.config import doubled_end_findings, generation_findings, plan_run, schedule_findings, strategy
 from labhelpers.sanity.dataset import STRUCTURAL, _escape_code, duplicate_findings, special_text_hits, special_token_kinds
 from labhelpers.sanity.masking import (
@@ -396,7 +396,7 @@ def precision_findings(fp16: bool, bf16: bool, model_dtype: str, device_type: st
     out = []
     if device_type == "cuda" and bf16 and capability is not None and capability < (8, 0):
         out.append(Finding("precision", "fail", f"bf16=True on a compute-capability {capability[0]}.{capability[1]} GPU (bf16 needs >= 8.0)",
-                           "use fp32 weights with fp16=True, bf16=False (labhelpers.hardware 't4' recipe)"))
+                           "use fp32 weights with fp16=True, bf16=False (labhelpers.model.hardware 't4' recipe)"))
     if device_type == "cuda" and dtype == "bfloat16" and capability is not None and capability < (8, 0):
         out.append(Finding("precision", "fail", f"bf16 weights on a compute-capability {capability[0]}.{capability[1]} GPU",
                            "load the model in float32 and train with fp16=True"))
@@ -405,7 +405,7 @@ def precision_findings(fp16: bool, bf16: bool, model_dtype: str, device_type: st
                            "load the model with dtype=torch.float32 (AMP keeps fp32 master weights)"))
     if device_type == "cpu" and bf16:
         out.append(Finding("precision", "warn", "bf16 AMP on CPU: runs, but ~12x slower than fp32 on this kind of CPU",
-                           "set bf16=False on CPU (labhelpers.hardware 'cpu' recipe)"))
+                           "set bf16=False on CPU (labhelpers.model.hardware 'cpu' recipe)"))
     if device_type == "cpu" and fp16:
         out.append(Finding("precision", "warn", "fp16=True on CPU is silently ignored", "set fp16=False on CPU"))
     if device_type == "cpu" and dtype in ("float16", "bfloat16"):
@@ -431,7 +431,7 @@ def hyperparameter_findings(lr: float, warmup: float, is_lora: bool, n_params: i
     'warn'
     """
     big = n_params > 1_000_000_000
-    # LoRA's band is the one labhelpers.lora measured and lora_findings uses: one table, no second opinion
+    # LoRA's band is the one labhelpers.sanity.lora measured and lora_findings uses: one table, no second opinion
     warn_at, fail_at, low = ((LORA_LR_HIGH, LORA_LR_FAIL, LORA_LR_LOW) if is_lora else (1e-4, 5e-4, 1e-6) if big
                              else (3e-4, 1e-3, 1e-6))
     kind = "LoRA" if is_lora else f"full fine-tune of a {n_params / 1e6:.0f}M model"

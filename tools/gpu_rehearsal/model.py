@@ -16,7 +16,7 @@ from tools.gpu_rehearsal.wheels import folder_bytes, mib
 # --------------------------------------------------------------------------------------------- the model
 def extract_model_files(target: Path = MODEL_DIR) -> int:
     """Copy config and tokenizer files (no weights) of the offline SmolLM2 cache into ``target``; 0 on success."""
-    from labhelpers.models import DEFAULT_MODEL_ID, _mark_complete, cached_model_dir, convert_gguf_to_cache
+    from labhelpers.model.loading import DEFAULT_MODEL_ID, _mark_complete, cached_model_dir, convert_gguf_to_cache
 
     source = cached_model_dir(DEFAULT_MODEL_ID)
     if not _mark_complete(source).is_file():
@@ -34,7 +34,7 @@ def build_random_model(target: Path, seed: int = 0) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from labhelpers.models import RANDOM_WEIGHTS_CONFIG_KEY, RANDOM_WEIGHTS_MARKER
+    from labhelpers.model.loading import RANDOM_WEIGHTS_CONFIG_KEY, RANDOM_WEIGHTS_MARKER
 
     config = AutoConfig.from_pretrained(MODEL_DIR)
     setattr(config, RANDOM_WEIGHTS_CONFIG_KEY, True)  # save_pretrained keeps it: trained copies are flagged too
@@ -54,7 +54,7 @@ def build_random_model(target: Path, seed: int = 0) -> Path:
 
 def real_model_path() -> str | None:
     """A folder with the real SmolLM2 weights on this machine (the converted offline cache), else None."""
-    from labhelpers.models import DEFAULT_MODEL_ID, _mark_complete, cached_model_dir
+    from labhelpers.model.loading import DEFAULT_MODEL_ID, _mark_complete, cached_model_dir
 
     cached = cached_model_dir(DEFAULT_MODEL_ID)
     return str(cached) if _mark_complete(cached).is_file() else None
@@ -76,7 +76,7 @@ def check_model_files(build: bool = True) -> tuple[list[str], list[str]]:
     try:
         from transformers import AutoConfig, AutoTokenizer
 
-        from labhelpers.models import prepare_tokenizer_for_sft
+        from labhelpers.model.loading import prepare_tokenizer_for_sft
 
         config = AutoConfig.from_pretrained(MODEL_DIR)
         tokenizer = prepare_tokenizer_for_sft(AutoTokenizer.from_pretrained(MODEL_DIR))
@@ -95,8 +95,8 @@ def check_model_files(build: bool = True) -> tuple[list[str], list[str]]:
 
 
 def _check_random_build() -> tuple[list[str], list[str]]:
-    from labhelpers.hardware import recipe_for
-    from labhelpers.models import has_random_weights, load_model_and_tokenizer
+    from labhelpers.model.hardware import recipe_for
+    from labhelpers.model.loading import has_random_weights, load_model_and_tokenizer
 
     folder = Path(tempfile.mkdtemp(prefix="gpu-rehearsal-model-"))
     try:

@@ -215,7 +215,7 @@ def summary_table(jobs: list[Job]) -> str:
 
 KNOWN_CAUSES = {  # a failure's text -> what it means with random weights (not a bug of the code under test)
     "loss_at_init": "expected with RANDOM weights until labhelpers/sanity/preflight.py's loss_at_init honours "
-                    "labhelpers.models.has_random_weights (see the rehearsal's README section)",
+                    "labhelpers.model.loading.has_random_weights (see the rehearsal's README section)",
 }
 
 

@@ -30,10 +30,12 @@ def project_root(start: Path | None = None) -> Path | None:
 
     >>> project_root(Path("/")) is None
     True
+    >>> project_root(Path(__file__).parent) == Path(__file__).resolve().parents[2]  # this checkout
+    True
     """
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / "labhelpers" / "runs.py").is_file() and (folder / "solutions").is_dir():
+        if (folder / "labhelpers" / "__init__.py").is_file() and (folder / "solutions").is_dir():
             return folder
     return None
 
@@ -46,7 +48,7 @@ def dataset_slug(dataset: str | None) -> str:
     >>> dataset_slug("/data/my chats.jsonl")
     'my-chats'
     """
-    from labhelpers.data import LAB_DATASET
+    from labhelpers.data.datasets import LAB_DATASET
 
     if dataset in (None, LAB_DATASET):
         return ""

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from labhelpers.hardware.recipe import Recipe, recipe_for
-from labhelpers.hardware.sizes import PROFILES
+from labhelpers.model.hardware.recipe import Recipe, recipe_for
+from labhelpers.model.hardware.sizes import PROFILES
 
 _GIB = 1024**3
 
@@ -93,7 +93,7 @@ def detect_recipe(profile: str | None = None) -> Recipe:
 
 
 def _probe_flash() -> tuple[str | None, str]:
-    from labhelpers.attention import probe_flash_attention
+    from labhelpers.model.attention import probe_flash_attention
 
     return probe_flash_attention()
 
@@ -138,14 +138,14 @@ EMULATION_NOTE = ("LAB_FORCE_HARDWARE=ampere-cpu: the Ampere recipe (fp32 master
 def emulated_ampere_recipe(profile: str = "ci", profile_source: str = "argument") -> Recipe:
     """The Ampere recipe on this CPU under flash-attention's contract, at smoke sizes (``LAB_FORCE_HARDWARE=ampere-cpu``).
 
-    Installs the kernel stand-in (``labhelpers.attention``), probes flash-attention through transformers' own loader
+    Installs the kernel stand-in (``labhelpers.model.attention``), probes flash-attention through transformers' own loader
     as on a GPU, and keeps the model on the CPU (``use_cpu=True``) with bf16 autocast.
 
     >>> r = emulated_ampere_recipe()
     >>> r.hardware, r.bf16, r.use_cpu, r.attn_implementation, r.packing, r.sizes.max_steps, str(r.device)
     ('ampere', True, True, 'flash_attention_2', True, 3, 'cpu')
     """
-    from labhelpers.attention import install_flash_standin, probe_flash_attention
+    from labhelpers.model.attention import install_flash_standin, probe_flash_attention
 
     install_flash_standin()
     flash, flash_reason = probe_flash_attention()

@@ -72,7 +72,7 @@ class FlashContractError(TypeError):
 
 def _caller() -> str:
     """The first frame outside torch, transformers, peft, accelerate, trl and this module: who ran the forward."""
-    skip = ("/torch/", "/transformers/", "/peft/", "/accelerate/", "/trl/", "/kernels/", "labhelpers/attention.py",
+    skip = ("/torch/", "/transformers/", "/peft/", "/accelerate/", "/trl/", "/kernels/", "labhelpers/model/attention.py",
             "contextlib")
     for frame in inspect.stack()[2:]:
         if not any(part in frame.filename for part in skip):
@@ -123,7 +123,7 @@ def flash_attn_func(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p
     >>> flash_attn_func(q.float(), q.float(), q.float())
     Traceback (most recent call last):
     ...
-    labhelpers.attention.FlashContractError: flash-attention got q/k/v in torch.float32/torch.float32/torch.float32; ...
+    labhelpers.model.attention.FlashContractError: flash-attention got q/k/v in torch.float32/torch.float32/torch.float32; ...
     """
     _check_dtypes(q, k, v)
     _no_extras(dropout_p, window_size, softcap, alibi_slopes)
@@ -157,7 +157,7 @@ def _standin_kernel() -> types.ModuleType:
     kernel = types.ModuleType("flash_attn_cpu_standin")
     kernel.flash_attn_func = flash_attn_func
     kernel.flash_attn_varlen_func = flash_attn_varlen_func
-    kernel.__doc__ = "CPU stand-in for kernels-community/flash-attn2 (labhelpers.attention): enforces its contract"
+    kernel.__doc__ = "CPU stand-in for kernels-community/flash-attn2 (labhelpers.model.attention): enforces its contract"
     return kernel
 
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 PROGRESS_FILE = "progress.jsonl"
-HINTS_FILE = Path(__file__).resolve().parent / "checks" / "hints.json"  # {todo id: [nudge, ..., near-solution]}
+HINTS_FILE = Path(__file__).resolve().parents[1] / "checks" / "hints.json"  # {todo id: [nudge, ..., near-solution]}
 MAX_TIERS = 3
 
 
 def run_folder(namespace: dict[str, Any] | None = None) -> Path | None:
-    """The run folder to record in: the notebook's ``RUN`` (``labhelpers.runs.run_dir``) when it is an existing
+    """The run folder to record in: the notebook's ``RUN`` (``labhelpers.run.folder.run_dir``) when it is an existing
     folder, else ``$LAB_RUN_DIR`` when that exists, else None (record nothing).
 
     >>> import tempfile; folder = tempfile.mkdtemp(); run_folder({"RUN": Path(folder)}) == Path(folder)

@@ -23,7 +23,7 @@ import itertools
 import re
 from collections.abc import Iterable
 
-from labhelpers.text import normalise
+from labhelpers.base.text import normalise
 
 CONFIDENCE_LEVELS = ("high", "medium", "low")
 N_BULLETS = 3  # bullets per reply

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from labhelpers.hardware import Recipe
+    from labhelpers.model.hardware import Recipe
 
 NOT_MEASURED = "not measured"
-END_OF_TURN = "<|im_end|>"  # SmolLM2's end-of-turn text, for messages; the id always comes from labhelpers.turns
+END_OF_TURN = "<|im_end|>"  # SmolLM2's end-of-turn text, for messages; the id always comes from labhelpers.data.turns
 GENERATION_MARKERS = ("{% generation %}", "{% endgeneration %}")
 CARD_FILE = "README.md"  # the hub shows a repository's README.md as its model card
 
@@ -31,7 +31,7 @@ CARD_FILE = "README.md"  # the hub shows a repository's README.md as its model c
 # ------------------------------------------------------------------------------------------ generation config
 def generation_config_for(tokenizer: Any, max_new_tokens: int) -> Any:
     """Reference generation config for the shared model: greedy, stops at the end-of-turn token its chat template
-    writes (``<|im_end|>`` for SmolLM2, `labhelpers.turns`), pads with the pad token.
+    writes (``<|im_end|>`` for SmolLM2, `labhelpers.data.turns`), pads with the pad token.
 
     >>> class Tok:
     ...     pad_token_id, eos_token = 0, "<|im_end|>"
@@ -42,7 +42,7 @@ def generation_config_for(tokenizer: Any, max_new_tokens: int) -> Any:
     """
     from transformers import GenerationConfig
 
-    from labhelpers.turns import end_of_turn_id
+    from labhelpers.data.turns import end_of_turn_id
 
     return GenerationConfig(eos_token_id=end_of_turn_id(tokenizer), pad_token_id=tokenizer.pad_token_id,
                             max_new_tokens=max_new_tokens, do_sample=False)
@@ -113,7 +113,7 @@ def _sanity_lines(sanity: dict | None) -> list[str]:
 
 
 def _recipe_lines(recipe: Recipe) -> list[str]:
-    from labhelpers.hardware import REFERENCE_RUN_SETTINGS
+    from labhelpers.model.hardware import REFERENCE_RUN_SETTINGS
 
     s, why = recipe.sizes, dict(recipe.reasons)
     precision = "fp32 weights" + (", fp16 autocast" if recipe.fp16 else ", bf16 autocast" if recipe.bf16 else ", no mixed precision")
@@ -279,7 +279,7 @@ def hub_state() -> str | None:
     'offline mode is on (HF_HUB_OFFLINE or LAB_OFFLINE), so the hub is not contacted'
     >>> del os.environ["LAB_OFFLINE"]
     """
-    from labhelpers.hub import hub_reachable, offline_forced
+    from labhelpers.base.hub import hub_reachable, offline_forced
 
     if offline_forced():
         return "offline mode is on (HF_HUB_OFFLINE or LAB_OFFLINE), so the hub is not contacted"

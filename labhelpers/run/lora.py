@@ -1,12 +1,12 @@
-"""LoRA plumbing for notebook 12: parameter counts, a clean peak-memory measurement in a child process, the sanity
-findings an adapter run needs, and QLoRA's load arguments (CUDA only). The check of the student's ``LoraConfig`` (the
-TODO's feedback) is :mod:`labhelpers.checks.nb12_lora`.
+"""LoRA plumbing for notebook 12: parameter counts, a clean peak-memory measurement in a child process, finished
+adapters loaded instead of trained again, and QLoRA's load arguments (CUDA only). The sanity findings an adapter run
+needs are the assistant's (:mod:`labhelpers.sanity.lora`); the check of the student's ``LoraConfig`` (the TODO's
+feedback) is :mod:`labhelpers.checks.nb12_lora`.
 
 The lesson itself (what ``r`` and ``lora_alpha`` do, which modules to target, why the learning rate is ~10x a full
 fine-tune's, ``merge_and_unload``) is written out in ``solutions/12_lora.ipynb``; this module holds what is not::
 
-    from labhelpers.lora import lora_findings, measure_training_step, qlora_model_kwargs
-    lora_findings(peft_model, 1e-3, tokenizer)               # adapter LR band, trainable modules, new tokens
+    from labhelpers.run.lora import measure_training_step, qlora_model_kwargs
     measure_training_step(MODEL_ID, recipe, lora_rank=16)    # s/step and peak memory, in a fresh process
     qlora_model_kwargs(recipe)                               # 4-bit load kwargs on CUDA; a clear error on a CPU
 
@@ -25,11 +25,10 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from labhelpers.memory import LORA_TARGETS, process_memory_bytes
-from labhelpers.sanity.report import Finding
+from labhelpers.model.memory import LORA_TARGETS, process_memory_bytes
 
 if TYPE_CHECKING:
-    from labhelpers.hardware import Recipe
+    from labhelpers.model.hardware import Recipe
 
 # peft 0.21's get_peft_model reads transformers' renamed ``model.is_gradient_checkpointing`` (transformers 5 calls it
 # is_activation_checkpointing and warns on the old name): a FutureWarning about peft's code, printed in red under the
@@ -40,20 +39,15 @@ warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is depre
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")  # a llama-style decoder layer's attention
 MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")  # ... and its MLP (two thirds of a layer's weights)
 FULL_COPY_MODULES = ("embed_tokens", "lm_head")  # trained as full copies (modules_to_save), never as LoRA pairs
-# Learning-rate bands for LoRA adapters (AdamW, alpha/r = 2). Measured on the lab's CPU with r=16 on all seven
-# projections, 40 steps of batch 4: lr 2e-4 taught 0% of the house format, 1e-3 taught 100% (full fine-tune: 1e-4).
-LORA_LR_LOW = 1e-4  # below: the adapters barely leave zero in a short run
-LORA_LR_HIGH = 3e-3  # above: loss spikes and forgetting become likely
-LORA_LR_FAIL = 1e-2  # above: expect divergence
 MEASURE_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}  # glibc: return freed mid-size tensors to the OS, so the peak RSS
 # measures tensors rather than allocator retention (benchmarks/training_modes.py: LoRA 3768 MiB without, 2395 with)
 
 
 # ------------------------------------------------------------ target modules (the LoraConfig check uses them too)
-def _target_set(targets: Any) -> set[str] | str | None:
+def target_set(targets: Any) -> set[str] | str | None:
     """A LoraConfig's ``target_modules`` as a set of names, a string (regex / 'all-linear') or None.
 
-    >>> sorted(_target_set(["q_proj", "v_proj"])), _target_set("all-linear"), _target_set(None)
+    >>> sorted(target_set(["q_proj", "v_proj"])), target_set("all-linear"), target_set(None)
     (['q_proj', 'v_proj'], 'all-linear', None)
     """
     if targets is None or isinstance(targets, str):
@@ -61,7 +55,7 @@ def _target_set(targets: Any) -> set[str] | str | None:
     return {str(t) for t in targets}
 
 
-def _linear_names(model: Any) -> list[str]:
+def linear_names(model: Any) -> list[str]:
     """Distinct last names of the model's ``nn.Linear`` modules, in order of appearance."""
     import torch
 
@@ -145,12 +139,12 @@ def finished_adapters_or_train(peft_model: Any, config: Any, train_rows: Any,
                                train: Callable[[], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
     """``(log_history, trained_now)``: train the adapters (``train()``, then save them to ``output_dir/adapter``), or,
     when that folder holds a finished run with the same settings, rows and adapter settings, load its adapters into
-    ``peft_model`` instead (see :func:`labhelpers.training.finished_run_or_train`; delete the folder to train again).
+    ``peft_model`` instead (see :func:`labhelpers.run.training.finished_run_or_train`; delete the folder to train again).
     """
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from labhelpers.training import FINISHED_RUN_FILE, finished_run_or_train
+    from labhelpers.run.training import FINISHED_RUN_FILE, finished_run_or_train
 
     adapter_dir = Path(config.output_dir) / "adapter"
     if not (adapter_dir / ADAPTER_WEIGHTS).is_file():  # a finished-run record without its adapters proves nothing
@@ -169,130 +163,15 @@ def finished_adapters_or_train(peft_model: Any, config: Any, train_rows: Any,
     return history, bool(trained)
 
 
-# --------------------------------------------------------------------------------------------- findings
-def _adapted_layers(model: Any) -> list[str]:
-    """Names of the modules carrying a LoRA pair (``lora_A``) with at least one adapter."""
-    return [name for name, m in model.named_modules()
-            if hasattr(m, "lora_A") and hasattr(m.lora_A, "keys") and len(m.lora_A.keys()) > 0]
-
-
-def _module_trains(model: Any, kind: str) -> bool:
-    """True when the module ``kind`` (``embed_tokens`` or ``lm_head``) or a full copy of it (``modules_to_save``)
-    has trainable weights."""
-    for name, param in model.named_parameters(remove_duplicate=False):  # a tied lm_head shares embed_tokens' weight
-        if kind in name.split(".") and param.requires_grad:
-            return True
-    return False
-
-
-def lora_findings(model: Any, learning_rate: float, tokenizer: Any, lora_config: Any = None) -> list[Finding]:
-    """Sanity findings for an adapter run (also for a plain model: then only what applies to any run).
-
-    * ``trainable_parameters``: fail when nothing has ``requires_grad``;
-    * ``lora_targets``: fail when the LoRA targets hit no module (``lora_config`` not yet applied, or a peft model
-      without adapters), warn when the MLP is left out;
-    * ``lora_learning_rate``: the adapter bands (warn < 1e-4: adapters start at zero and need ~10x a full
-      fine-tune's LR; warn > 3e-3; fail > 1e-2);
-    * ``new_tokens_trainable``: fail when the tokenizer has tokens beyond the model's original vocabulary (besides
-      the pad token) while the embeddings or the LM head are frozen: those rows would never be learned.
-
-    >>> import torch
-    >>> class Tok:
-    ...     vocab_size, pad_token_id, added_tokens_decoder = 10, 0, {}
-    ...     def __len__(self): return 10
-    >>> frozen = torch.nn.Linear(2, 2).requires_grad_(False)
-    >>> [(f.check, f.status) for f in lora_findings(frozen, 1e-3, Tok())]
-    [('trainable_parameters', 'fail'), ('new_tokens_trainable', 'pass')]
-    """
-    findings: list[Finding] = []
-    trainable, total = trainable_parameters(model)
-    if trainable == 0:
-        findings.append(Finding("trainable_parameters", "fail", f"0 of {total:,} parameters are trainable: "
-                                "training would change nothing (a frozen base model without adapters?)",
-                                "wrap the model with peft.get_peft_model(model, lora_config) before building the "
-                                "trainer, or unfreeze it (model.requires_grad_(True)) for a full fine-tune"))
-    else:
-        findings.append(Finding("trainable_parameters", "pass",
-                                f"{trainable:,} of {total:,} parameters trainable ({trainable / total:.2%})", ""))
-    is_peft = hasattr(model, "peft_config")
-    if lora_config is not None or is_peft:
-        config = lora_config if lora_config is not None else next(iter(model.peft_config.values()), None)
-        if lora_config is not None:  # not applied yet (or another one): match its targets against the module names
-            from peft.tuners.tuners_utils import check_target_module_exists
-
-            hits = [name for name, _ in model.named_modules()
-                    if name and "lora_" not in name and check_target_module_exists(lora_config, name)]
-        else:
-            hits = _adapted_layers(model)
-        targets = _target_set(getattr(config, "target_modules", None))
-        shown = targets if isinstance(targets, str) or targets is None else sorted(targets)
-        if not hits:
-            findings.append(Finding("lora_targets", "fail", f"the LoRA target_modules {shown!r} match no module of "
-                                    "this model: no adapter would be trained",
-                                    "name the model's linear layers: " + ", ".join(_linear_names(model))))
-        else:
-            kinds = {h.rsplit(".", 1)[-1] for h in hits}
-            if isinstance(targets, set) and not (kinds & set(MLP_PROJECTIONS)):
-                findings.append(Finding("lora_targets", "warn", f"LoRA adapts {len(hits)} modules, attention only "
-                                        f"({', '.join(sorted(kinds))}): the MLP holds 2/3 of each layer",
-                                        "add gate_proj, up_proj, down_proj to target_modules"))
-            else:
-                findings.append(Finding("lora_targets", "pass", f"LoRA adapts {len(hits)} modules "
-                                        f"({', '.join(t for t in LORA_TARGETS if t in kinds) or ', '.join(sorted(kinds))})", ""))
-        scale = (config.lora_alpha / config.r) if config is not None and getattr(config, "r", 0) else None
-        at = f" (update scaled by lora_alpha/r = {scale:g})" if scale is not None else ""
-        if learning_rate > LORA_LR_FAIL:
-            findings.append(Finding("lora_learning_rate", "fail", f"lr {learning_rate:g} for LoRA adapters{at}: "
-                                    f"above {LORA_LR_FAIL:g}, expect divergence", f"use 2e-4..{LORA_LR_HIGH:g} (lab: 1e-3)"))
-        elif learning_rate > LORA_LR_HIGH:
-            findings.append(Finding("lora_learning_rate", "warn", f"lr {learning_rate:g} for LoRA adapters{at} is "
-                                    f"above {LORA_LR_HIGH:g}: loss spikes and forgetting become likely", "try 1e-3"))
-        elif learning_rate < LORA_LR_LOW:
-            findings.append(Finding("lora_learning_rate", "warn", f"lr {learning_rate:g} for LoRA adapters{at} is "
-                                    f"below {LORA_LR_LOW:g}: LoRA adapters start at zero and need ~10x a full "
-                                    "fine-tune's LR", "use ~10x the full fine-tune's LR, e.g. 1e-3 "
-                                    "(lab, 40 steps at r=16: 2e-4 taught 0% of the format, 1e-3 taught 100%)"))
-        else:
-            findings.append(Finding("lora_learning_rate", "pass", f"lr {learning_rate:g} for LoRA adapters{at}", ""))
-    findings.append(_new_token_finding(model, tokenizer))
-    return findings
-
-
-def _new_token_finding(model: Any, tokenizer: Any) -> Finding:
-    """The ``new_tokens_trainable`` finding (see :func:`lora_findings`)."""
-    original = int(getattr(tokenizer, "vocab_size", len(tokenizer)))
-    decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    new = {i: str(getattr(t, "content", t)) for i, t in decoder.items() if i >= original}
-    pad = getattr(tokenizer, "pad_token_id", None)
-    learned = {i: t for i, t in new.items() if i != pad}  # the pad token is never a label: it needs no training
-    rows = model.get_input_embeddings().num_embeddings if hasattr(model, "get_input_embeddings") else None
-    if rows is not None and len(tokenizer) > rows:
-        return Finding("new_tokens_trainable", "fail", f"the tokenizer has {len(tokenizer)} tokens but the embedding "
-                       f"only {rows} rows: ids >= {rows} crash the forward", "model.resize_token_embeddings(len(tokenizer)) "
-                       "before wrapping the model")
-    if not learned:
-        return Finding("new_tokens_trainable", "pass", f"no tokens beyond the original {original:,}-token vocabulary"
-                       + (" other than the pad token" if new else ""), "")
-    frozen = [k for k in FULL_COPY_MODULES if rows is not None and not _module_trains(model, k)]
-    names = ", ".join(list(learned.values())[:4]) + (" ..." if len(learned) > 4 else "")
-    if frozen:
-        return Finding("new_tokens_trainable", "fail", f"{len(learned)} new token(s) ({names}) beyond the original "
-                       f"{original:,}-token vocabulary, but {' and '.join(frozen)} is frozen: their rows keep their "
-                       "random initialisation and the model can never learn to read or emit them",
-                       'add modules_to_save=["embed_tokens", "lm_head"] to the LoraConfig (full trainable copies), '
-                       "or use the model's existing special tokens instead of new ones")
-    return Finding("new_tokens_trainable", "pass", f"{len(learned)} new token(s) ({names}); embeddings and LM head train", "")
-
-
 # ------------------------------------------------------------------------------------------ measuring
 def _measure_here(model_id: str, profile: str, batch: int, max_length: int, lora_rank: int | None, steps: int) -> dict:
     """Train ``steps`` steps on random tokens in this (fresh) process; the peak memory and the step times."""
     import torch
     from transformers import LlamaForCausalLM  # noqa: F401  (model code imported before the baseline)
 
-    from labhelpers.hardware import detect_recipe
-    from labhelpers.memory import estimate_memory
-    from labhelpers.models import load_model_and_tokenizer
+    from labhelpers.model.hardware import detect_recipe
+    from labhelpers.model.memory import estimate_memory
+    from labhelpers.model.loading import load_model_and_tokenizer
 
     recipe = detect_recipe(profile).with_sizes(per_device_train_batch_size=batch, max_length=max_length)
     cuda = recipe.device.type == "cuda"
@@ -351,7 +230,7 @@ def measure_training_step(model_id: str, recipe: Recipe, lora_rank: int | None =
 
         import torch
 
-        from labhelpers.runs import reuse_or_compute
+        from labhelpers.run.folder import reuse_or_compute
 
         machine = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                    else f"cpu {platform.machine()} x {os.cpu_count()} cores")
@@ -360,7 +239,7 @@ def measure_training_step(model_id: str, recipe: Recipe, lora_rank: int | None =
                                 what=f"the {'LoRA' if lora_rank else 'full fine-tune'} measurement")
     args = json.dumps(settings)
     env = {**os.environ, **MEASURE_ENV}
-    done = subprocess.run([sys.executable, "-m", "labhelpers.lora", "measure", args], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "labhelpers.run.lora", "measure", args], capture_output=True, text=True,
                           timeout=timeout, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"the measuring process failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -379,11 +258,11 @@ def qlora_model_kwargs(recipe: Recipe) -> dict[str, Any]:
     (bf16 on cc >= 8, else fp16), and the LoRA adapters train in fp32 on top. Raises :class:`QLoRAUnavailable` on a
     CPU or when ``bitsandbytes`` is missing.
 
-    >>> from labhelpers.hardware import recipe_for
+    >>> from labhelpers.model.hardware import recipe_for
     >>> qlora_model_kwargs(recipe_for("cpu", "ci"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    labhelpers.lora.QLoRAUnavailable: QLoRA needs CUDA: bitsandbytes 4-bit kernels ...
+    labhelpers.run.lora.QLoRAUnavailable: QLoRA needs CUDA: bitsandbytes 4-bit kernels ...
     """
     import importlib.util
 
@@ -411,4 +290,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "measure":
         print(json.dumps(_measure_here(**json.loads(sys.argv[2]))))
     else:
-        raise SystemExit("usage: python -m labhelpers.lora measure '{\"model_id\": ..., ...}'")
+        raise SystemExit("usage: python -m labhelpers.run.lora measure '{\"model_id\": ..., ...}'")

@@ -1,8 +1,8 @@
 """What is wrong with a dataset, said so a person can fix it: the error for a bad file and the problem of one row.
 
-Shared by `labhelpers.data` (loading, validation) and `labhelpers.formats` (conversion), which both raise and collect
+Shared by `labhelpers.data.datasets` (loading, validation) and `labhelpers.data.formats` (conversion), which both raise and collect
 them; kept apart so neither module imports the other for its error types. Both classes keep their public home,
-``labhelpers.data``, in tracebacks.
+``labhelpers.data.datasets``, in tracebacks.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from dataclasses import dataclass
 class DatasetFileError(ValueError):
     """A dataset file is missing, unreadable or has the wrong shape; the message names the file and the fix."""
 
-    __module__ = "labhelpers.data"  # students and docs meet it as labhelpers.data.DatasetFileError
+    __module__ = "labhelpers.data.datasets"  # students and docs meet it as labhelpers.data.datasets.DatasetFileError
 
 
 @dataclass(frozen=True)
 class RowProblem:
     """What is wrong with one row: where (index, prompt_id, field), what (reason, detail) and the fix."""
 
-    __module__ = "labhelpers.data"  # its public home
+    __module__ = "labhelpers.data.datasets"  # its public home
 
     index: int  # row position in the rows given
     prompt_id: str | None  # the row's prompt_id, if it has one

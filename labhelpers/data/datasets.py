@@ -7,7 +7,7 @@ natural replies (no house format), so the real-data path runs here too.
 
 Rows follow the ``HuggingFaceH4/no_robots`` schema: ``prompt``, ``prompt_id``, ``messages`` (a list of
 ``{"content", "role"}`` dicts) and ``category``. Only ``messages`` is required. Local files may also be ShareGPT,
-Alpaca or TRL prompt/completion rows (converted to ``messages`` by `labhelpers.formats`, announced in one line), in
+Alpaca or TRL prompt/completion rows (converted to ``messages`` by `labhelpers.data.formats`, announced in one line), in
 ``.jsonl``, ``.json`` (an array, or JSON lines), ``.parquet`` or ``.csv``; a UTF-8 BOM and CRLF line ends are fine.
 
 Errors name the row, the field and the fix. Bad files raise `DatasetFileError`; bad conversations raise
@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported lazily: `datasets` costs ~1 s, and the sanity CLI validates files before any heavy import
     import datasets
-    from labhelpers.formats import FormatReport
+    from labhelpers.data.formats import FormatReport
 
-from labhelpers.data_problems import DatasetFileError, RowProblem  # noqa: F401  (public here: data raises them)
+from labhelpers.data.problems import DatasetFileError, RowProblem  # noqa: F401  (public here: data raises them)
 
-BUNDLED_DIR = Path(__file__).resolve().parent / "bundled_data"  # train.jsonl + test.jsonl, see its README.md
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled_data"  # train.jsonl + test.jsonl, see its README.md
 LAB_DATASET = "sft-lab/house-format"  # the lesson's data: bundled, the same online and offline
 NO_ROBOTS = "HuggingFaceH4/no_robots"  # the seed lab's real data (hub); offline, its natural-reply stand-in
 DEFAULT_DATASET = LAB_DATASET
@@ -244,7 +244,7 @@ def parse_jsonl(text: str, source: str = "dataset") -> list[dict]:
     >>> parse_jsonl('{"a": 1}\\n[1]', "x.jsonl")
     Traceback (most recent call last):
     ...
-    labhelpers.data.DatasetFileError: x.jsonl, line 2: a JSON array, not an object; JSONL needs one object per line, so write one object per line (or name the file .json if it is one JSON array)
+    labhelpers.data.datasets.DatasetFileError: x.jsonl, line 2: a JSON array, not an object; JSONL needs one object per line, so write one object per line (or name the file .json if it is one JSON array)
     """
     rows: list[dict] = []
     loads = json.loads
@@ -410,7 +410,7 @@ def to_chat_rows(records: list[Any], validate: str = "raise", source: str = "dat
     >>> rows[0]["messages"][1], str(report)
     ({'role': 'assistant', 'content': 'Yo'}, 'ShareGPT: 1 row, roles human->user, gpt->assistant')
     """
-    from labhelpers.formats import source_field, to_messages
+    from labhelpers.data.formats import source_field, to_messages
 
     if validate not in VALIDATE_MODES:
         raise ValueError(f"validate={validate!r}; choose one of {list(VALIDATE_MODES)}")
@@ -489,7 +489,7 @@ def load_local(path: str | Path, *, test_size: float = 0.1, seed: int = 42,
                validate: str = "raise") -> datasets.DatasetDict:
     """A data file (split off ``test_size`` with ``seed``) or a folder holding train and test files.
 
-    Files may be .jsonl, .json, .parquet or .csv in any format `labhelpers.formats` reads; rows are converted to
+    Files may be .jsonl, .json, .parquet or .csv in any format `labhelpers.data.formats` reads; rows are converted to
     ``messages`` (one line printed when they were) and validated as plain dicts (``validate`` as in
     `load_chat_dataset`) before Arrow sees them.
     """
@@ -553,7 +553,7 @@ def dataset_source(name_or_path: str) -> str:
     >>> dataset_source("sft-lab/house-format")
     'sft-lab/house-format (bundled with labhelpers: labhelpers/bundled_data)'
     """
-    from labhelpers.hub import use_hub
+    from labhelpers.base.hub import use_hub
 
     if name_or_path == LAB_DATASET:
         return f"{LAB_DATASET} (bundled with labhelpers: labhelpers/bundled_data)"
@@ -584,7 +584,7 @@ def load_chat_dataset(name_or_path: str = DEFAULT_DATASET, *, source: str = "aut
     if source == "bundled" or (name_or_path == LAB_DATASET and source == "auto"):
         return _load_bundled(name_or_path, validate)
     if source == "auto":
-        from labhelpers.hub import use_hub
+        from labhelpers.base.hub import use_hub
 
         if not use_hub():
             return _load_bundled(name_or_path, validate)

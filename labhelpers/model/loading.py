@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labhelpers.chat import TemplateError, template_mismatches, training_chat_template
-from labhelpers.hub import use_hub
-from labhelpers.turns import end_of_turn_id
+from labhelpers.data.chat import TemplateError, template_mismatches, training_chat_template
+from labhelpers.base.hub import use_hub
+from labhelpers.data.turns import end_of_turn_id
 
 if TYPE_CHECKING:
-    from labhelpers.hardware import Recipe
+    from labhelpers.model.hardware import Recipe
 
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -165,7 +165,7 @@ def resolve_model(model_id: str = DEFAULT_MODEL_ID) -> tuple[str, str]:
 def prepare_tokenizer_for_sft(tokenizer: Any) -> Any:
     """Give ``tokenizer`` a pad token distinct from EOS and a generation-marked training template.
 
-    Raises :class:`labhelpers.chat.TemplateError` when the marked template would render differently.
+    Raises :class:`labhelpers.data.chat.TemplateError` when the marked template would render differently.
     """
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         if PREFERRED_PAD_TOKEN in tokenizer.get_vocab():
@@ -243,13 +243,13 @@ def weights_fingerprint(model: Any) -> str:
 def attention_note(recipe: "Recipe") -> str:
     """What the load line adds about attention: why a cc >= 8 recipe fell back to sdpa, or that it is emulated.
 
-    >>> from labhelpers.hardware import recipe_for
+    >>> from labhelpers.model.hardware import recipe_for
     >>> attention_note(recipe_for("cpu", "ci"))
     ''
     >>> attention_note(recipe_for("ampere", "ci", flash_reason="kernels is not installed"))
     ' (flash-attention is not usable here: kernels is not installed; sdpa is built in, and packing stays off)'
     """
-    from labhelpers.hardware import EMULATION_NOTE
+    from labhelpers.model.hardware import EMULATION_NOTE
 
     if recipe.emulated:
         return f" ({EMULATION_NOTE})"
@@ -318,7 +318,7 @@ def load_model_and_tokenizer(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if recipe is None:
-        from labhelpers.hardware import detect_recipe
+        from labhelpers.model.hardware import detect_recipe
 
         recipe = detect_recipe()
     hide_setup_progress_bars()

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import torch
 
-from labhelpers.attention import model_autocast
-from labhelpers.turns import end_of_turn_id
+from labhelpers.model.attention import model_autocast
+from labhelpers.data.turns import end_of_turn_id
 
 # Prompts outside the training data's domain, asked before and after tuning: what tuning costs shows here.
 CLASSIC_PROMPTS = (
@@ -125,8 +125,8 @@ def generate_replies(model: Any, tokenizer: Any, prompts: Sequence[Any], max_new
     settings, autocast); greedy decoding is repeatable, so a re-run with the same inputs reads them back.
     """
     if store is not None:
-        from labhelpers.models import weights_fingerprint
-        from labhelpers.runs import content_key, reuse_or_compute
+        from labhelpers.model.loading import weights_fingerprint
+        from labhelpers.run.folder import content_key, reuse_or_compute
 
         key = {"weights": weights_fingerprint(model), "prompts": content_key([_as_messages(p) for p in prompts]),
                "template": content_key(tokenizer.chat_template), "max_new_tokens": max_new_tokens,

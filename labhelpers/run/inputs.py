@@ -15,10 +15,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from labhelpers.data import DEFAULT_DATASET, ConversationFormatError, DatasetFileError, load_chat_dataset
+from labhelpers.data.datasets import DEFAULT_DATASET, ConversationFormatError, DatasetFileError, load_chat_dataset
 
 if TYPE_CHECKING:
-    from labhelpers.hardware import Recipe
+    from labhelpers.model.hardware import Recipe
 
 # The smallest conversation a training row can be; its rendered length is the template's fixed overhead.
 MINIMAL_CONVERSATION = ({"role": "user", "content": "?"}, {"role": "assistant", "content": "."})
@@ -69,7 +69,7 @@ def template_overhead(tokenizer: Any) -> int:
 
 
 def _resolve_recipe(profile: str | None, sizes: dict[str, Any]) -> Any:
-    from labhelpers.hardware import detect_recipe
+    from labhelpers.model.hardware import detect_recipe
 
     try:
         recipe = detect_recipe(profile)
@@ -113,7 +113,7 @@ def check_run_inputs(profile: str | None = None, dataset: str = DEFAULT_DATASET,
     ``sizes`` are RunSizes overrides (``max_steps=5``...; ``None`` values are ignored). With a
     ``tokenizer``, ``max_length`` is also checked against the chat template's fixed overhead.
     """
-    from labhelpers.runs import default_run_dir
+    from labhelpers.run.folder import default_run_dir
 
     recipe = _resolve_recipe(profile, sizes)
     run = Path(run_dir).expanduser() if run_dir else default_run_dir(recipe.profile, dataset=dataset)
@@ -150,12 +150,12 @@ def start_lesson(profile: str | None = None, dataset: str = DEFAULT_DATASET, run
     >>> start_lesson("cpu")
     Traceback (most recent call last):
     ...
-    labhelpers.inputs.RunInputError: PROFILE: unknown profile 'cpu' (from the profile argument): choose one of 'ci', 'colab', 'full'; pass one of them. Fix: use one of the profiles listed
+    labhelpers.run.inputs.RunInputError: PROFILE: unknown profile 'cpu' (from the profile argument): choose one of 'ci', 'colab', 'full'; pass one of them. Fix: use one of the profiles listed
     """
     import transformers
 
-    from labhelpers.models import hide_setup_progress_bars
-    from labhelpers.runs import run_dir as make_run_dir
+    from labhelpers.model.loading import hide_setup_progress_bars
+    from labhelpers.run.folder import run_dir as make_run_dir
 
     inputs = check_run_inputs(profile, dataset, run_dir, **sizes)
     run = make_run_dir(inputs.recipe.profile, inputs.run, dataset)

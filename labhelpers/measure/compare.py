@@ -7,7 +7,7 @@
 * ``max_new_tokens``: int, the generation budget used for every prompt
 * ``n_new_tokens``: list of int, tokens in each reply (re-tokenized from the text unless given)
 * ``hit_limit``: list of bool, the reply used the whole budget (it was cut, not finished)
-* ``house_format``: list of bool, the reply follows the house format (``labhelpers.behaviour``)
+* ``house_format``: list of bool, the reply follows the house format (``labhelpers.measure.behaviour``)
 * ``score``: float, share of replies in the house format (0.0 .. 1.0)
 * ``hit_limit_rate``: float, share of replies that hit ``max_new_tokens``
 """
@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from labhelpers.behaviour import follows_house_format
+from labhelpers.measure.behaviour import follows_house_format
 
 GENERATION_KEYS = ("prompts", "outputs", "max_new_tokens", "n_new_tokens", "hit_limit", "house_format", "score",
                    "hit_limit_rate")

@@ -2,8 +2,8 @@
 
 Use it before a run to see whether a recipe fits a card, and what to change when it does not::
 
-    from labhelpers.hardware import recipe_for
-    from labhelpers.memory import estimate_memory
+    from labhelpers.model.hardware import recipe_for
+    from labhelpers.model.memory import estimate_memory
     est = estimate_memory(model.config, recipe_for("t4", "colab", total_memory_gib=15.0))
     print(est)                      # table in GiB
     est.fits(15.0), est.advice(15.0)
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from labhelpers.hardware import Recipe
+    from labhelpers.model.hardware import Recipe
 
 GIB = 1024**3
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -249,7 +249,7 @@ def estimate_memory(model_or_config: Any, recipe: Recipe, *, lora_rank: int | No
     mask (padding-free packing does not). A model's own dtype wins over the recipe's.
 
     >>> from transformers import LlamaConfig
-    >>> from labhelpers.hardware import recipe_for
+    >>> from labhelpers.model.hardware import recipe_for
     >>> tiny = LlamaConfig(vocab_size=100, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
     ...                    num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
     >>> r = recipe_for("cpu", "ci").with_sizes(per_device_train_batch_size=2, max_length=4)

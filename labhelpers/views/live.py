@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from transformers import TrainerCallback
 
-from labhelpers.plots import figure_png
+from labhelpers.views.plots import figure_png
 
 # panel -> [(log key, line label)]: what each of the three panels of the figure draws
 PANELS = {
@@ -145,7 +145,7 @@ class LiveCurves(TrainerCallback):
         self._show(png)
 
     def show_log(self, log_history: Sequence[Mapping[str, Any]]) -> None:
-        """Draw a run that was loaded, not trained (`labhelpers.training.load_finished_run`): its curves from its log,
+        """Draw a run that was loaded, not trained (`labhelpers.run.training.load_finished_run`): its curves from its log,
         saved at ``path`` and shown once, as at the end of training."""
         self.points = curve_points(log_history)
         self._finish()

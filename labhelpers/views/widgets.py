@@ -20,11 +20,11 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from labhelpers.batching import warmup_steps
-from labhelpers.display import (IGNORE_INDEX, MASKED_STYLE, TRAINED_STYLE, HTMLText, render_masked_tokens, token_pieces,
+from labhelpers.base.batching import warmup_steps
+from labhelpers.views.display import (IGNORE_INDEX, MASKED_STYLE, TRAINED_STYLE, HTMLText, render_masked_tokens, token_pieces,
                                 token_roles)
-from labhelpers.plots import figure_png
-from labhelpers.turns import end_of_turn_id, turn_start_token
+from labhelpers.views.plots import figure_png
+from labhelpers.data.turns import end_of_turn_id, turn_start_token
 
 LABEL_STYLE = {"description_width": "initial"}  # the whole label ("warmup ratio", "temperature"), never cut
 
@@ -359,7 +359,7 @@ def verdict(text: str, score: Callable[[str], Any] | None) -> str:
 
     >>> verdict("Answer: x", lambda t: t.startswith("Answer:"))
     '&lt;lambda&gt;: yes'
-    >>> from labhelpers.behaviour import follows_house_format
+    >>> from labhelpers.measure.behaviour import follows_house_format
     >>> verdict("Sure!", follows_house_format)
     'follows_house_format: no'
     """

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
-    from labhelpers.hardware import Recipe
+    from labhelpers.model.hardware import Recipe
 
 # Files a checkpoint folder needs before it can be resumed from. Trainer writes trainer_state.json
 # last, so a folder without it was cut off mid-save (e.g. a Colab disconnect) and must not be loaded.
@@ -155,7 +155,7 @@ def finished_run_or_train(config: Any, train_rows: Any, train: Callable[[], list
     >>> again == first, len(calls)
     (True, 1)
     """
-    from labhelpers.runs import content_key, reuse_or_compute
+    from labhelpers.run.folder import content_key, reuse_or_compute
 
     rows = [row["messages"] if isinstance(row, dict) and "messages" in row else row for row in train_rows]
     key = {"config": config_fingerprint(config), "rows": content_key(rows), "extra": extra or {}}
@@ -203,9 +203,9 @@ def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str, ca
     """
     from trl import SFTTrainer
 
-    from labhelpers.data import load_chat_dataset
-    from labhelpers.models import load_model_and_tokenizer
-    from labhelpers.runs import checkpoint_dir
+    from labhelpers.data.datasets import load_chat_dataset
+    from labhelpers.model.loading import load_model_and_tokenizer
+    from labhelpers.run.folder import checkpoint_dir
 
     model, tokenizer = load_model_and_tokenizer(model_id, recipe)
     data = load_chat_dataset(dataset)
@@ -229,7 +229,7 @@ def save_finished_run(run: Path, trainer: Any, tokenizer: Any) -> Path:
     :func:`reference_sft_run`): the model and tokenizer in ``run/sft/final`` (what 09-13 load) and
     ``metrics/training.json`` with the log summary, the whole log history and the best checkpoint (what 07 reads).
     Returns the final model's folder."""
-    from labhelpers.runs import save_metrics
+    from labhelpers.run.folder import save_metrics
 
     final = run / "sft" / "final"
     trainer.save_model(str(final))
@@ -318,7 +318,7 @@ class TrainingOutOfMemory(RuntimeError):
 
 def out_of_memory_message(model: Any, recipe: Recipe, gpu_gib: float | None) -> str:
     """The estimator's breakdown for this run and, for a ``gpu_gib`` card, the concrete changes that would fit."""
-    from labhelpers.memory import estimate_memory
+    from labhelpers.model.memory import estimate_memory
 
     estimate = estimate_memory(model, recipe)
     lines = ["Training ran out of GPU memory. Estimated need for this run:", str(estimate)]

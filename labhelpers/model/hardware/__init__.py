@@ -20,10 +20,10 @@ Device rules (numbers measured on the lab's 2-core CPU by ``benchmarks/``; READM
   ``flash_attention_2`` when ``flash_attn`` or ``kernels`` can serve it (then padding-free packing), else sdpa.
 """
 
-from labhelpers.hardware.detect import (EMULATION_NOTE, FORCE_HARDWARE_ENV, FORCIBLE_HARDWARE, NO_CUDA_NEEDED,
+from labhelpers.model.hardware.detect import (EMULATION_NOTE, FORCE_HARDWARE_ENV, FORCIBLE_HARDWARE, NO_CUDA_NEEDED,
                                        SMOKE_LESSON, SMOKE_SIZES, detect_recipe, emulated_ampere_recipe)
-from labhelpers.hardware.recipe import REFERENCE_RUN_SETTINGS, Recipe, recipe_for
-from labhelpers.hardware.sizes import (BIG_GPU_GIB, HARDWARE, PROFILES, SCHEDULERS, LessonSizes, RunSizes,
+from labhelpers.model.hardware.recipe import REFERENCE_RUN_SETTINGS, Recipe, recipe_for
+from labhelpers.model.hardware.sizes import (BIG_GPU_GIB, HARDWARE, PROFILES, SCHEDULERS, LessonSizes, RunSizes,
                                        lesson_sizes, profile_sizes)
 
 __all__ = ["BIG_GPU_GIB", "EMULATION_NOTE", "FORCE_HARDWARE_ENV", "FORCIBLE_HARDWARE", "HARDWARE", "NO_CUDA_NEEDED",

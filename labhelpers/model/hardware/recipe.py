@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from labhelpers.batching import BatchPlan, effective_batch
-from labhelpers.hardware.sizes import (HARDWARE, PROFILES, LessonSizes, RunSizes, _check_choice, lesson_sizes,
+from labhelpers.base.batching import BatchPlan, effective_batch
+from labhelpers.model.hardware.sizes import (HARDWARE, PROFILES, LessonSizes, RunSizes, _check_choice, lesson_sizes,
                                        profile_sizes)
 
 
@@ -46,7 +46,7 @@ def _check_config_keys(overrides: dict[str, Any]) -> None:
     """
     from trl import SFTConfig
 
-    from labhelpers.drift import REMOVED_ARGUMENTS
+    from labhelpers.base.drift import REMOVED_ARGUMENTS
 
     valid = {f.name for f in dataclasses.fields(SFTConfig)}
     for key in overrides:
@@ -273,7 +273,7 @@ def recipe_for(hardware: str, profile: str, device_name: str | None = None, capa
 
     ``flash_backend``: what can serve flash-attention on an Ampere+ card: ``"flash_attn"`` (the compiled package),
     ``"kernels"`` (transformers loads the hub kernel ``kernels-community/flash-attn2``) or None; ``flash_reason``: what
-    the probe (``labhelpers.attention.probe_flash_attention``) found, said in the attention reason.
+    the probe (``labhelpers.model.attention.probe_flash_attention``) found, said in the attention reason.
 
     >>> r = recipe_for("t4", "colab", total_memory_gib=15.0)
     >>> r.torch_dtype, r.fp16, r.bf16, r.attn_implementation, r.packing, r.train_sampling_strategy

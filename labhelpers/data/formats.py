@@ -12,7 +12,7 @@ Supported row formats (see `row_format`):
 * A lone ``text`` column is refused: pre-rendered text cannot be split into prompt and reply, so assistant-only training
   would train on the prompt too.
 
-Conversion is a pure row -> row step; problems are `labhelpers.data.RowProblem`s naming the row, the *original* field
+Conversion is a pure row -> row step; problems are `labhelpers.data.datasets.RowProblem`s naming the row, the *original* field
 (``conversations[2].from``, ``output``, ``completion[0].content``) and the fix.
 """
 
@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from labhelpers.data_problems import DatasetFileError, RowProblem
+from labhelpers.data.problems import DatasetFileError, RowProblem
 
 FORMAT_NAMES = {  # row_format id -> name used in reports
     "messages": "messages",
@@ -127,7 +127,7 @@ def detect_format(rows: Sequence[Any], source: str = "dataset") -> str:
     >>> detect_format([{"text": "<|im_start|>user..."}], "t.jsonl")
     Traceback (most recent call last):
     ...
-    labhelpers.data.DatasetFileError: t.jsonl: a plain 'text' column cannot be trained assistant-only: pre-rendered text has no marked boundary between prompt and reply, so the loss would train on the prompt (and system/template tokens) too; convert each row to {'messages': [{'role': 'user', 'content': ...}, {'role': 'assistant', 'content': ...}]} (split the text at the template's assistant header), or train on the whole text with assistant_only_loss=False if that is really what you want
+    labhelpers.data.datasets.DatasetFileError: t.jsonl: a plain 'text' column cannot be trained assistant-only: pre-rendered text has no marked boundary between prompt and reply, so the loss would train on the prompt (and system/template tokens) too; convert each row to {'messages': [{'role': 'user', 'content': ...}, {'role': 'assistant', 'content': ...}]} (split the text at the template's assistant header), or train on the whole text with assistant_only_loss=False if that is really what you want
     """
     votes = Counter(fmt for fmt in map(row_format, rows) if fmt is not None)
     if not votes:

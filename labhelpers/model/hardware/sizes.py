@@ -127,7 +127,7 @@ _SHARED = {
         max_steps=(30, "measured on the 2-core CPU (20 held-out prompts): 30 steps at lr 2e-4 put 85% in the house "
                        "layout with 5% cut and none looping (36 at 1.5e-4 also 85%, 16% dearer; 30 at 1.5e-4 80%; 40 "
                        "at 1e-4 70%), the cheapest run measured that teaches the layout; half of those replies repeat "
-                       "a line, so the strict house-format score (labhelpers.behaviour) is 45%"),
+                       "a line, so the strict house-format score (labhelpers.measure.behaviour) is 45%"),
         max_length=(160, "keeps the short single-turn rows (about half): a CPU step costs what its tokens cost; 40 "
                          "steps at <= 160 trained in 223 s vs ~430 s at <= 256, and 30 steps in ~175-210 s"),
         learning_rate=(2e-4, "a 135M full fine-tune needs a high LR to change behaviour in 30 steps (below the "
