@@ -137,3 +137,23 @@ def test_each_dataset_gets_its_own_run_folder(tmp_path, monkeypatch):
     run_dir("ci", shared, "sft-lab/house-format")  # the same data again: fine
     with pytest.raises(ValueError, match="holds results trained on 'sft-lab/house-format'.*set RUN_DIR"):
         run_dir("ci", shared, "HuggingFaceH4/no_robots")
+
+
+def test_start_lesson_seeds_as_transformers_set_seed_does(tmp_path):
+    """The setup call's seed leaves Python's, numpy's and torch's generators where ``transformers.set_seed(42)`` does
+    (the series' numbers stay the same) without importing the Trainer's utilities."""
+    import random
+
+    import numpy as np
+    import torch
+    import transformers
+
+    from labhelpers.run.inputs import start_lesson
+
+    def draws():
+        return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+    transformers.set_seed(42)
+    theirs = draws()
+    start_lesson("ci", run_dir=tmp_path)
+    assert draws() == theirs
