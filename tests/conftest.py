@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Callable
+
 import pytest
 
 
@@ -24,3 +28,17 @@ def model_and_tokenizer(cpu_recipe):
 @pytest.fixture(scope="session")
 def tokenizer(model_and_tokenizer):
     return model_and_tokenizer[1]
+
+
+@pytest.fixture(scope="session")
+def series_result() -> Callable[..., Path | None]:
+    """``series_result("lora", "measured_full.json")``: that file of this session's ci series (the papermill pass, which
+    runs first: see the root conftest), or None when the series did not run in this session (a test file run alone):
+    the test then measures it itself."""
+    run = Path(os.environ["LAB_RUN_DIR"])
+
+    def find(*parts: str) -> Path | None:
+        path = run.joinpath(*parts)
+        return path if path.is_file() and (run / "metrics" / "papermill_timings.json").is_file() else None
+
+    return find
