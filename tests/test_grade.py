@@ -194,16 +194,23 @@ def _broken(release_dir: Path, how: str) -> str:
     return json.dumps(nb)
 
 
+def hand_in(tmp: Path, open_ids: str, cases: list[tuple]) -> tuple[Path, Path]:
+    """(the release with `open_ids` open, the submissions folder): each case's notebook, its TODO cell replaced by the
+    case's source (None: the stub), in a subfolder named after the student."""
+    release_dir = tmp / "release"
+    release.write_release(release_dir, release.parse_todos(open_ids, catalogue()), "git+https://github.com/u/c@t1")
+    subs = tmp / "submissions"
+    for student, name, todo, source, _, _ in cases:
+        (subs / student).mkdir(parents=True)
+        (subs / student / f"{name}.ipynb").write_text(json.dumps(_filled(release_dir, name, todo, source)))
+    return release_dir, subs
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """(rows by (student, todo), the output folder): one release, every case handed in, one grading run."""
     tmp = tmp_path_factory.mktemp("grade")
-    release_dir = tmp / "release"
-    release.write_release(release_dir, release.parse_todos(OPEN, catalogue()), "git+https://github.com/u/c@t1")
-    subs = tmp / "submissions"
-    for student, name, todo, source, _, _ in CASES:
-        (subs / student).mkdir(parents=True)
-        (subs / student / f"{name}.ipynb").write_text(json.dumps(_filled(release_dir, name, todo, source)))
+    release_dir, subs = hand_in(tmp, OPEN, CASES)
     for student, how, _, _ in BROKEN:  # file-name prefixes this time, as a flat upload folder holds them
         (subs / f"{student}_04_loss_masking.ipynb").write_text(_broken(release_dir, how))
     out = tmp / "out"
@@ -260,5 +267,100 @@ def test_submissions_are_attributed_by_folder_or_prefix(tmp_path):
 def test_ungraded_todos_are_listed_with_their_reason():
     costs = {t.id: t.cost for t in catalogue()}
     assert costs["04.build_labels"] == "setup cell + tokenizer" and costs["06.sft_config"] == "setup cell only"
-    assert costs["07.loss_plot"].startswith("not graded: the notebook's setup cell trains")
-    assert costs["11.masked_lm_loss"].startswith("not graded: needs logits")
+    assert costs["07.loss_plot"].startswith("not graded without --run: the notebook's setup cell trains")
+    assert costs["11.masked_lm_loss"] == ("setup cell + 4 notebook cell(s) making logits, batch, trainer_loss, once "
+                                          "per grading run")
+    assert costs["09.reply_loss"] == "setup cell + tokenizer + tuned_model"  # the base model stands in: no training
+
+
+# ------------------------------------------------------------------ the TODOs that need the model (or its forward)
+# Graded with the notebook's own cells that make what the check reads (the model, 11's trainer, batch and logits),
+# run once per notebook before the submissions are forked from there; never a cell that trains or generates (09's
+# tuned model: the base model stands in, the check compares the TODO with the reference on the model it gets).
+MODEL_OPEN = "02,09.reply_loss,10,11,12"
+MODEL_TIMEOUT_S = 90.0
+MODEL_CASES = [
+    ("02-right", "02_baseline_generation", "02.generate_answers", solution_cell("02.generate_answers"), "pass",
+     "left-padded greedy replies match one-at-a-time generation"),
+    ("02-right-padded", "02_baseline_generation", "02.generate_answers",
+     solution_cell("02.generate_answers").replace('tokenizer.padding_side = "left"', 'tokenizer.padding_side = "right"'),
+     "wrong", "left"),
+    ("02-unfilled", "02_baseline_generation", "02.generate_answers", None, "not done", "not implemented yet"),
+    ("09r-right", "09_before_after", "09.reply_loss", solution_cell("09.reply_loss"), "pass", "your reply loss equals"),
+    ("09r-unfilled", "09_before_after", "09.reply_loss", None, "not done", "not implemented yet"),
+    ("10-right", "10_sanity_protocol", "10.preflight_clean", solution_cell("10.preflight_clean"), "pass",
+     "preflight passes"),
+    ("10-prompt-trained", "10_sanity_protocol", "10.preflight_clean",
+     solution_cell("10.preflight_clean").replace("assistant_only_loss=True, ", ""), "wrong", "assistant_only_loss"),
+    ("10-unfilled", "10_sanity_protocol", "10.preflight_clean", None, "not done",
+     "its cell still raises NotImplementedError"),
+    ("11-right", "11_custom_accelerate_loop", "11.masked_lm_loss", solution_cell("11.masked_lm_loss"), "pass",
+     "masked_lm_loss"),
+    ("11-no-shift", "11_custom_accelerate_loop", "11.masked_lm_loss",
+     solution_cell("11.masked_lm_loss").replace("logits[:, :-1, :]", "logits").replace("labels[:, 1:]", "labels"),
+     "wrong", "shift"),
+    ("11-unfilled", "11_custom_accelerate_loop", "11.masked_lm_loss", None, "not done", "not implemented yet"),
+    ("12-right", "12_lora", "12.lora_config", solution_cell("12.lora_config"), "pass", "LoraConfig"),
+    ("12-attention-only", "12_lora", "12.lora_config",
+     solution_cell("12.lora_config").replace(', "gate_proj", "up_proj", "down_proj"', ""), "wrong", "MLP"),
+    ("12-unfilled", "12_lora", "12.lora_config", None, "not done", "not implemented yet"),
+]
+
+
+@pytest.fixture(scope="module")
+def graded_with_model(tmp_path_factory):
+    """Rows by (student, todo) of one grading run over MODEL_CASES, and the worker's log."""
+    tmp = tmp_path_factory.mktemp("grade-model")
+    release_dir, subs = hand_in(tmp, MODEL_OPEN, MODEL_CASES)
+    rows, ungraded = grade.grade(subs, tmp / "out", release_dir, timeout=MODEL_TIMEOUT_S)
+    return {(r["student"], r["todo"]): r for r in rows}, tmp / "out" / "work", ungraded
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student, todo, status, words", [(c[0], c[2], c[4], c[5]) for c in MODEL_CASES])
+def test_model_todos_land_in_their_status_with_their_message(graded_with_model, student, todo, status, words):
+    row = graded_with_model[0][(student, todo)]
+    assert (row["status"], words in row["message"]) == (status, True), row["message"]
+
+
+@pytest.mark.slow
+def test_model_todos_load_the_model_once_per_notebook_and_never_train(graded_with_model):
+    rows, work, ungraded = graded_with_model
+    log = (work / "worker.log").read_text()
+    assert ungraded == []
+    assert all(r["status"] != "error" for r in rows.values()), [r["message"] for r in rows.values()]
+    assert log.count("setup cells and stand-ins ran") == 5, log  # one setup per notebook, every submission forked
+    trained = [str(p) for pattern in ("checkpoint-*", "trainer_state.json", "*.safetensors") for p in work.rglob(pattern)]
+    assert trained == [], trained
+
+
+# ------------------------------------------------------------------------ 07: graded from a finished run's metrics
+LOSS_PLOT_CASES = [
+    ("07-right", "07_loss_curves", "07.loss_plot", solution_cell("07.loss_plot"), "pass", "loss plot"),
+    ("07-no-eval-line", "07_loss_curves", "07.loss_plot", solution_cell("07.loss_plot").replace(
+        '    ax.plot(*zip(*evals), label="eval loss", marker="s")\n', ""), "wrong", "eval"),
+    ("07-unfilled", "07_loss_curves", "07.loss_plot", None, "not done", "its cell still raises NotImplementedError"),
+]
+
+
+@pytest.mark.slow
+def test_loss_plot_is_graded_from_a_stored_run_and_listed_without_one(tmp_path, series_result):
+    """07's setup cell trains the reference run when its run folder has none: given a finished run (`--run`), the
+    grader copies that run's metrics into the setup folder and nothing trains; without one, 07 is listed, not graded."""
+    stored = series_result("metrics", "training.json")
+    if stored is None:
+        pytest.skip("needs this session's ci series (tests/test_notebooks.py runs it first in ./lab.sh test)")
+    release_dir, subs = hand_in(tmp_path, "07", LOSS_PLOT_CASES)
+    rows, ungraded = grade.grade(subs, tmp_path / "out", release_dir, timeout=30.0, stored_run=stored.parents[1])
+    found = {r["student"]: r for r in rows}
+    for student, _, _, _, status, words in LOSS_PLOT_CASES:
+        assert (found[student]["status"], words in found[student]["message"]) == (status, True), found[student]
+    assert ungraded == [] and not list((tmp_path / "out" / "work").rglob("checkpoint-*"))
+    rows, ungraded = grade.grade(subs, tmp_path / "out-without", release_dir, timeout=30.0)
+    assert rows == [] and [t.id for t in ungraded] == ["07.loss_plot"] and "--run" in ungraded[0].cost
+
+
+def test_a_stored_run_without_the_reference_metrics_is_refused(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    with pytest.raises(ValueError, match=r"no metrics/training.json there; pass the run folder of a finished"):
+        grade.grade(tmp_path, tmp_path / "out", stored_run=tmp_path)

@@ -77,7 +77,8 @@ def test_list_names_each_todo_its_check_and_cost(capsys):
     assert lines[0].split() == ["id", "notebook", "check", "cost"] and len(lines) == len(IDS) + 1
     row = next(line for line in lines if line.startswith("04.build_labels "))
     assert "04_loss_masking" in row and "check_build_labels" in row and "setup cell + tokenizer" in row
-    assert any(line.startswith("11.masked_lm_loss ") and "not graded" in line for line in lines)
+    assert any(line.startswith("11.masked_lm_loss ") and "notebook cell(s) making logits" in line for line in lines)
+    assert any(line.startswith("07.loss_plot ") and "not graded without --run" in line for line in lines)
 
 
 def test_release_holds_what_students_need_and_no_instructor_files(built):

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m tools.grade SUBMISSIONS --out DIR [--release RELEASE] [--todos IDS] [--timeout SECONDS]
+    python -m tools.grade SUBMISSIONS --out DIR [--release RELEASE] [--todos IDS] [--timeout SECONDS] [--run RUN_DIR]
 
 ``SUBMISSIONS`` holds one subfolder per student (``ada/04_loss_masking.ipynb``, Colab's ``Copy of ...`` names too) or
 files named with a student prefix (``ada_04_loss_masking.ipynb``). ``RELEASE`` is a folder written by
@@ -36,7 +36,8 @@ import nbformat
 from nbformat import NotebookNode
 
 from tools import nbtools
-from tools.todos import ROOT, STAND_INS, Todo, catalogue, check_cell_index, check_code, setup_sources
+from tools.todos import (ROOT, STAND_INS, STORED_RUN_FILES, Todo, catalogue, check_cell_index, check_code,
+                         setup_sources)
 
 STATUSES = ("pass", "wrong", "not done", "error")
 COLUMNS = ("student", "notebook", "todo", "status", "message")
@@ -228,7 +229,7 @@ def _verdict_without_running(chosen: Submission | None, name: str, todo: Todo,
 
 
 def plan(release: Release, todos: list[Todo], submissions: list[Submission], work: Path,
-         timeout: float) -> tuple[dict, list[dict], dict[str, dict]]:
+         timeout: float, stored_run: Path | None = None) -> tuple[dict, list[dict], dict[str, dict]]:
     """(the worker's spec, the rows decided without running anything, {job key: its row}) for every student x TODO."""
     students = sorted({s.student for s in submissions})
     notebooks, rows, pending = [], [], {}
@@ -253,9 +254,13 @@ def plan(release: Release, todos: list[Todo], submissions: list[Submission], wor
         if jobs:
             stand_ins = dict.fromkeys(s for t in its_todos for s in t.stand_ins)
             last_check = max(_check_index(nb, t) for t in its_todos)  # its imports up to there run too
-            setup = "\n\n".join([*setup_sources(nb, last_check), *(STAND_INS[s] for s in stand_ins)])
+            # the notebook's own cells that make the model, a trainer, a batch ...: non-TODO cells, as in the release
+            cells = dict.fromkeys(source for t in its_todos for source in t.prerequisites)
+            setup = "\n\n".join([*setup_sources(nb, last_check), *(STAND_INS[s] for s in stand_ins), *cells])
+            stored = {"root": str(stored_run), "files": list(STORED_RUN_FILES)} if stored_run and any(
+                t.needs_stored_run for t in its_todos) else None
             notebooks.append({"notebook": name, "setup": setup, "setup_dir": str(work / "setup" / name),
-                              "setup_timeout": SETUP_TIMEOUT_S, "jobs": jobs})
+                              "setup_timeout": SETUP_TIMEOUT_S, "jobs": jobs, "stored": stored})
     warm = any("load_tokenizer" in nb["setup"] for nb in notebooks)
     spec = {"preload": import_lines([nb["setup"] for nb in notebooks]), "warm_tokenizer": warm, "notebooks": notebooks}
     return spec, rows, pending
@@ -300,20 +305,33 @@ def run_worker(spec: dict, work: Path, release_root: Path) -> dict[str, dict]:
     return verdicts
 
 
+def check_stored_run(stored_run: Path) -> Path:
+    """`stored_run` resolved, or a ValueError naming what it lacks and how to make it."""
+    missing = [f for f in STORED_RUN_FILES if not (stored_run / f).is_file()]
+    if missing:
+        raise ValueError(f"--run {stored_run}: no {', '.join(missing)} there; pass the run folder of a finished "
+                         "series run (runs/<profile> after notebook 06, or `./lab.sh run`)")
+    return stored_run.resolve()
+
+
 def grade(submissions: Path, out: Path, release_dir: Path | None = None, todo_ids: list[str] | None = None,
-          timeout: float = 30.0) -> tuple[list[dict], list[Todo]]:
+          timeout: float = 30.0, stored_run: Path | None = None) -> tuple[list[dict], list[Todo]]:
     """Grade every submission in `submissions` into `out` (gradebook.csv, summary.html); returns (rows, the open
-    TODOs that are not graded)."""
+    TODOs that are not graded). `stored_run`: a finished series run whose reference-run metrics stand in for a setup
+    cell that would train it (07)."""
     every = catalogue()
     release = load_release(release_dir, every)
+    stored_run = check_stored_run(stored_run) if stored_run else None
     opened = [t for t in every if t.id in release.open and (not todo_ids or t.id in todo_ids)]
-    graded, ungraded = [t for t in opened if t.graded], [t for t in opened if not t.graded]
+    gradable = [t.gradable(stored_run is not None) for t in opened]
+    graded = [t for t, ok in zip(opened, gradable) if ok]
+    ungraded = [t for t, ok in zip(opened, gradable) if not ok]
     subs = find_submissions(submissions, list(release.notebooks))
     handed_in = {s.notebook for s in subs}
     graded = [t for t in graded if t.notebook in handed_in]
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
-    spec, rows, pending = plan(release, graded, subs, work, timeout)
+    spec, rows, pending = plan(release, graded, subs, work, timeout, stored_run)
     verdicts = run_worker(spec, work, release.root) if pending else {}
     for key, row in pending.items():
         verdict = verdicts.get(key, {"status": "error", "message": f"the grader stopped before this TODO (see "
@@ -401,11 +419,13 @@ def main(argv: list[str] | None = None) -> int:
                         "repository's notebooks, every TODO open)")
     parser.add_argument("--todos", metavar="IDS", help="grade only these TODO ids (comma-separated)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds per TODO (default 30)")
+    parser.add_argument("--run", type=Path, metavar="RUN_DIR", help="a finished series run (runs/ci ...): its "
+                        "reference-run metrics stand in for a setup cell that would train it (07.loss_plot)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
         ids = [i.strip() for i in args.todos.split(",")] if args.todos else None
-        rows, ungraded = grade(args.submissions, args.out, args.release, ids, args.timeout)
+        rows, ungraded = grade(args.submissions, args.out, args.release, ids, args.timeout, args.run)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ import json
 import linecache
 import os
 import select
+import shutil
 import signal
 import sys
 import time
@@ -209,6 +210,10 @@ def _setup(notebook: dict[str, Any]) -> dict[str, Any]:
     """Run the notebook's setup code once in its own run folder; the namespace every job starts from."""
     folder = Path(notebook["setup_dir"])
     folder.mkdir(parents=True, exist_ok=True)
+    stored = notebook.get("stored") or {"files": []}
+    for name in stored["files"]:  # a finished run's metrics, read back by the setup cell instead of training (07)
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(stored["root"]) / name, folder / name)
     os.environ["LAB_RUN_DIR"] = str(folder)
     os.chdir(folder)
     namespace: dict[str, Any] = {"__name__": "__main__"}
@@ -247,7 +252,10 @@ def _share_loads(warm: bool) -> None:
     with `warm`, load the default one now, before the first fork."""
     import inspect
 
-    models = importlib.import_module("labhelpers.model.loading")
+    try:
+        models = importlib.import_module("labhelpers.model.loading")
+    except ImportError:  # a release made before labhelpers was split into floors
+        models = importlib.import_module("labhelpers.models")
     original = models.load_tokenizer
     default = inspect.signature(original).parameters["model_id"].default
     loaded: dict[Any, Any] = {}

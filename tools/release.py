@@ -192,9 +192,12 @@ def write_release(out: Path, open_ids: list[str], source: str, solutions: Path =
     manifest = {"source": source, "open": open_ids, "given": [t.id for t in todos if t.id not in open_ids],
                 "notebooks": sorted(p.stem for p in solutions.glob("*.ipynb"))}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    graded = [i for i in open_ids if next(t for t in todos if t.id == i).graded]
+    opened = [t for t in todos if t.id in open_ids]
+    graded = [t for t in opened if t.graded]
+    with_run = [t.id for t in opened if t.needs_stored_run]
+    also = f", {', '.join(with_run)} with grade --run RUN_DIR" if with_run else ""
     return [f"wrote {out}/: {len(manifest['notebooks'])} notebooks, {len(open_ids)} open TODOs "
-            f"({len(graded)} graded by tools/grade.py), {len(manifest['given'])} given", f"source: {source}"]
+            f"({len(graded)} graded by tools/grade.py{also}), {len(manifest['given'])} given", f"source: {source}"]
 
 
 def list_lines(todos: list[Todo]) -> list[str]:

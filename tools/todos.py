@@ -4,9 +4,11 @@ its cell defines, the check that judges it, its solution text, and what grading 
 The id is `labhelpers.checks.core.todo_id` (the notebook's number and the name its check judges), written into the
 cell's metadata by `python -m tools.nbtools clean` / `build`. Grading a TODO (tools/grade.py) runs the notebook's
 parameters and setup cells (the series frame, `solutions/README.md`), then a *stand-in* for each object the TODO or
-its check needs that a costly cell would make (the tokenizer without the model ...), then the student's TODO cell,
-then the check cell's code up to its `check_*` call. A TODO whose needs no stand-in covers (a trained run, a trainer,
-logits of a forward pass) is not graded; `python -m tools.release --list` says which and why.
+its check needs that a costly cell would make (the tokenizer without the model, the base model for the tuned one),
+then the notebook's own cells that make the rest (*prerequisites*: the model, a trainer, a batch, its logits; never a
+cell that trains or generates, nor one that needs a TODO), once per notebook, then the student's TODO cell, then the
+check cell's code up to its `check_*` call. A TODO whose needs neither covers is not graded; `python -m tools.release
+--list` says which and why.
 """
 
 from __future__ import annotations
@@ -27,12 +29,18 @@ SOLUTIONS = ROOT / "solutions"
 STAND_INS: dict[str, str] = {
     "tokenizer": "from labhelpers.model.loading import load_tokenizer\n"
                  "tokenizer = load_tokenizer(MODEL_ID)  # grader stand-in: the tokenizer, without the model",
+    "tuned_model": "from labhelpers.model.loading import load_model_and_tokenizer\n"
+                   "tuned_model, tokenizer = load_model_and_tokenizer(MODEL_ID, recipe, verbose=False)  # grader "
+                   "stand-in: the base model (the check compares the TODO with the reference on the model it gets)",
 }
 COSTS = {(): "setup cell only", ("tokenizer",): "setup cell + tokenizer"}
-# calls that make a setup cell too costly to run per submission: what each does
-COSTLY_CALLS = {"load_model_and_tokenizer": "loads the model", "ensure_tuned_model": "trains the reference run when "
-                "the run folder holds none", "finished_run_or_train": "trains", "train_or_explain_oom": "trains",
-                "generate_replies": "generates"}
+# calls that make a cell too costly to run for grading: what each does. Loading the model is not among them: the
+# grader's worker runs a notebook's setup and prerequisite cells once and forks every submission from there.
+COSTLY_CALLS = {"ensure_tuned_model": "trains the reference run when the run folder holds none",
+                "finished_run_or_train": "trains", "train_or_explain_oom": "trains", "generate_replies": "generates",
+                "train": "trains"}
+STORED_RUN_SETUP = COSTLY_CALLS["ensure_tuned_model"]  # read from a stored run instead: ``grade --run RUN_DIR``
+STORED_RUN_FILES = ("metrics/training.json",)  # what such a setup cell reads back instead of training
 
 
 @dataclass(frozen=True)
@@ -46,24 +54,42 @@ class Todo:
     defines: tuple[str, ...]  # the names the TODO defines: what the check reads
     solution: tuple[str, ...]  # the code of each of its solution regions (markers excluded), dedented
     stand_ins: tuple[str, ...] = ()  # STAND_INS keys grading needs
-    missing: tuple[str, ...] = field(default=())  # names no stand-in makes: not graded
+    missing: tuple[str, ...] = field(default=())  # names neither a stand-in nor a prerequisite makes: not graded
+    prerequisites: tuple[str, ...] = ()  # the code of the notebook's own cells grading runs once before the TODO
+    makes: tuple[str, ...] = ()  # what those cells make that the TODO or its check reads
     costly_setup: str = ""  # what the notebook's setup cell does that is too costly per submission: not graded
 
     @property
     def graded(self) -> bool:
-        """True when tools/grade.py can grade it without loading the model, training or generating."""
+        """True when tools/grade.py can grade it without training or generating."""
         return bool(self.check) and not self.missing and not self.costly_setup
+
+    @property
+    def needs_stored_run(self) -> bool:
+        """True when its only cost is a setup cell that trains the reference run if the run folder has none: graded
+        when the grader is given a finished run to read it from (``grade --run RUN_DIR``)."""
+        return bool(self.check) and not self.missing and self.costly_setup == STORED_RUN_SETUP
+
+    def gradable(self, stored_run: bool = False) -> bool:
+        """Graded as it is, or with a stored run when one is given."""
+        return self.graded or (stored_run and self.needs_stored_run)
 
     @property
     def cost(self) -> str:
         """What grading one submission of it runs, in words."""
         if not self.check:
             return "not graded: its check cell calls no check_* function"
+        if self.needs_stored_run:
+            return (f"not graded without --run: the notebook's setup cell {self.costly_setup}; with --run RUN_DIR (a "
+                    "finished series run) it reads that run's metrics instead: setup cell only")
         if self.costly_setup:
             return f"not graded: the notebook's setup cell {self.costly_setup}"
         if self.missing:
-            return f"not graded: needs {', '.join(self.missing)} (cells that load the model, train or generate)"
-        return COSTS.get(self.stand_ins, "setup cell + " + " + ".join(self.stand_ins))
+            return f"not graded: needs {', '.join(self.missing)} (made by cells that train or generate)"
+        if not self.prerequisites:
+            return COSTS.get(self.stand_ins, "setup cell + " + " + ".join(self.stand_ins))
+        return " + ".join(["setup cell", *self.stand_ins, f"{len(self.prerequisites)} notebook cell(s) making "
+                           f"{', '.join(self.makes)}"]) + ", once per grading run"
 
 
 def check_cell_index(nb: NotebookNode, todo_cell: int) -> int | None:
@@ -171,8 +197,8 @@ def _needs(todo_source: str, check: str, setup: list[str]) -> list[str]:
 def costly_calls(sources: list[str]) -> str:
     """What the costly calls among `sources` do ('' when none), from COSTLY_CALLS.
 
-    >>> costly_calls(["recipe = detect_recipe(PROFILE)", "model, tok = load_model_and_tokenizer(MODEL_ID, recipe)"])
-    'loads the model'
+    >>> costly_calls(["model, tok = load_model_and_tokenizer(MODEL_ID, recipe)", "out = generate_replies(model, tok, p)"])
+    'generates'
     """
     found = []
     for source in sources:
@@ -199,6 +225,65 @@ def plan_stand_ins(needs: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(chosen), tuple(left)
 
 
+def _is_todo_cell(cell: NotebookNode) -> bool:
+    return nbtools.TAG_SOLUTION in nbtools.cell_tags(cell) or nbtools.TODO_KEY in cell.get("metadata", {})
+
+
+def _plain_python(source: str) -> bool:
+    """True when `source` runs outside IPython (the grader execs it): no magics, no shell escapes.
+
+    >>> _plain_python("x = 1"), _plain_python("%matplotlib inline\\nx = 1")
+    (True, False)
+    """
+    try:
+        compile(source, "<cell>", "exec")
+    except SyntaxError:
+        return False
+    return True
+
+
+def prerequisites(nb: NotebookNode, check_cell: int, needs: list[str],
+                  bound: set[str]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """(the notebook's own cells that make ``needs``, in cell order; the needs they leave): for each name, the last
+    code cell after the setup cell and before ``check_cell`` that binds it, unless that cell is a TODO, needs a TODO
+    (``cell_dependencies.dependencies``) or trains or generates (``COSTLY_CALLS``); what such a cell reads must come
+    from ``bound`` (the setup cells and stand-ins), Python's builtins or another such cell.
+
+    >>> from nbformat.v4 import new_code_cell as code, new_notebook
+    >>> nb = new_notebook(cells=[code("P = 1", metadata={"tags": ["parameters"]}), code("recipe = 1"),
+    ...     code("model = load(recipe)"), code("batch = make(model)"), code("out = train(model)")])
+    >>> prerequisites(nb, 5, ["batch"], {"P", "recipe", "load", "make", "train"})  # batch needs model: cells 2, 3
+    ((2, 3), ())
+    >>> prerequisites(nb, 5, ["batch", "out"], {"P", "recipe", "load", "make", "train"})  # out is trained: not graded
+    ((), ('out',))
+    """
+    from tools.cell_dependencies import bound_names, dependencies, names_read
+
+    sources = [c.source if c.cell_type == "code" else "" for c in nb.cells]
+    todo_cells = {i for i, c in enumerate(nb.cells) if _is_todo_cell(c)}
+    needs_a_todo = set(dependencies(sources, todo_cells))
+    parameters = next(i for i, c in enumerate(nb.cells) if nbtools.TAG_PARAMETERS in nbtools.cell_tags(c))
+    first = next((i for i in range(parameters + 1, len(nb.cells)) if nb.cells[i].cell_type == "code"), parameters) + 1
+    chosen: set[int] = set()
+
+    def make(name: str, before: int) -> bool:
+        for i in range(min(before, check_cell) - 1, first - 1, -1):
+            tree = nbtools.parse_cell(sources[i]) if sources[i].strip() else None
+            if tree is None or name not in bound_names(tree.body):
+                continue
+            if i in todo_cells or i in needs_a_todo or costly_calls([sources[i]]) or not _plain_python(sources[i]):
+                return False
+            if i not in chosen:
+                chosen.add(i)
+                if not all(read in bound or hasattr(builtins, read) or make(read, i) for read in names_read(tree)):
+                    return False
+            return True
+        return False
+
+    left = tuple(name for name in needs if not make(name, check_cell))
+    return tuple(sorted(chosen)) if not left else (), left
+
+
 def notebook_todos(path: Path) -> list[Todo]:
     """The TODOs of one solution notebook, in cell order."""
     nb = nbtools.read_notebook(path)
@@ -210,9 +295,15 @@ def notebook_todos(path: Path) -> list[Todo]:
         at = check_cell_index(nb, i)
         check = check_code(nb.cells[at].source) if at is not None else ""
         _, own = nbtools._todo_effect(nbtools.parse_cell(source), nbtools.find_regions(source))
-        stand_ins, missing = plan_stand_ins(_needs(source, check, setup_sources(nb, at if at is not None else i)))
+        setup = setup_sources(nb, at if at is not None else i)
+        stand_ins, left = plan_stand_ins(_needs(source, check, setup))
+        bound = set().union(*(nbtools.names_assigned(nbtools.parse_cell(code))
+                              for code in [*setup, *(STAND_INS[k] for k in stand_ins)]))
+        cells, missing = prerequisites(nb, at if at is not None else i, list(left), bound) if left else ((), ())
         todos.append(Todo(todo, path.stem, i, _check_call(check) or "", tuple(own), solution_regions(source),
-                          stand_ins, missing, costly))
+                          stand_ins=stand_ins, missing=missing, costly_setup=costly,
+                          prerequisites=tuple(nb.cells[k].source for k in cells),
+                          makes=tuple(n for n in left if n not in missing)))
     return todos
 
 
