@@ -10,7 +10,7 @@
 #   ./lab.sh gpu-rehearsal [--dry-run|--gather-wheels]  rehearse the series on a CUDA machine (tools/gpu_rehearsal/)
 #   ./lab.sh lock [refresh|diff|check]  the locked stack (requirements.lock): resolve anew / what would move / verify
 #   ./lab.sh release --out DIR [--todos IDS] [--source URL] | --list   instructors: a student release (tools/release.py)
-#   ./lab.sh grade SUBMISSIONS --out DIR [--release DIR]   instructors: grade handed-in notebooks (tools/grade.py)
+#   ./lab.sh grade SUBMISSIONS --out DIR [--release DIR] [--run RUN_DIR]   instructors: grade handed-in notebooks (tools/grade.py)
 # Environment: LAB_PROFILE (ci|colab|full), LAB_RUN_DIR, LAB_CACHE_DIR, PYTHON (interpreter for the venv, >= 3.11).
 set -euo pipefail
 cd "$(dirname "$0")"
