@@ -118,7 +118,7 @@ def main(dataset: str = "sft-lab/house-format", max_steps: int | None = None, ru
     from labhelpers.model.hardware import recipe_for
     from labhelpers.model.loading import load_model_and_tokenizer
     from labhelpers.run.folder import content_key, load_metrics, reuse_or_compute
-    from labhelpers.run.training import reference_sft_run
+    from labhelpers.series.reference import reference_sft_run
 
     recipe = recipe_for("cpu", "colab")  # the colab sizes and the T4's effective batch, in fp32 on this CPU
     if max_steps:

@@ -4,7 +4,8 @@ The lessons (masking, packing, the training loop) live in the notebooks; this pa
 what is not the lesson, on floors that import only downwards (tests/test_imports.py):
 
     checks/   the TODO feedback, one module per notebook
-    sanity/   the sanity assistant: dataset, config, preflight, monitor, postflight, protocol
+    series/   the series' reference run (06's run, watched as 06 watches it) for notebooks that need the tuned model
+    sanity/   the sanity assistant: dataset, config, preflight, monitor, samples while training, postflight, protocol
     views/    what students look at: tables, plots, live curves, widgets, progress
     measure/  what a reply is worth: house format, cut and looping replies, comparisons
     run/      the run folder, a lesson's inputs, training, LoRA, generation, the hand-off

@@ -172,7 +172,7 @@ def test_only_the_checks_package_imports_the_checks():
 
 # The package's floors, bottom first: a module imports its own floor and the floors below it, never one above, so the
 # folders read as the architecture (what each floor holds is its __init__'s docstring).
-LAYERS = ("base", "data", "model", "run", "measure", "views", "sanity", "checks")
+LAYERS = ("base", "data", "model", "run", "measure", "views", "sanity", "series", "checks")
 NOT_A_LAYER = {PACKAGE, f"{PACKAGE}.bundled_data"}  # the package's own __init__ and the lesson data's folder
 
 

@@ -1,5 +1,5 @@
 """One definition of what a finished reference run leaves in the run folder (issue 26, concept 5): notebook 06 and
-`training.reference_sft_run` (the reference run 07-13 train when 06 has not run) both call `save_finished_run`."""
+`series.reference.reference_sft_run` (the reference run 07-13 train when 06 has not run) both call `save_finished_run`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labhelpers.run import training
+from labhelpers.series import reference
 from labhelpers.run.training import FINISHED_RUN_METRICS, save_finished_run
 from sanity_setup import build_trainer, chat_rows
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_both_paths_save_the_finished_run_the_same_way():
-    assert "save_finished_run(run, trainer, tokenizer)" in inspect.getsource(training.reference_sft_run)
+    assert "save_finished_run(run, trainer, tokenizer)" in inspect.getsource(reference.reference_sft_run)
     nb = nbformat.read(ROOT / "solutions" / "06_sft_trainer.ipynb", as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "save_finished_run(RUN, trainer, tokenizer)" in code

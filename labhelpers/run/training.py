@@ -1,9 +1,9 @@
-"""Training plumbing around ``SFTTrainer``: row selection, checkpoints, resume, and the reference run.
+"""Training plumbing around ``SFTTrainer``: row selection, checkpoints, resume, what a finished run leaves.
 
 The lesson (choosing the ``SFTConfig``, building the trainer, reading the curves) is notebook 06.
 This module keeps what is not the lesson: finding the newest *complete* checkpoint to resume from,
-refusing to mix checkpoints of a different configuration, and :func:`ensure_tuned_model`, which later
-notebooks call so they still run when notebook 06 has not (it trains the reference run and says so).
+refusing to mix checkpoints of a different configuration, and saving a finished run (:func:`save_finished_run`).
+The reference run that later notebooks train when 06 has not is :mod:`labhelpers.series.reference`.
 """
 
 from __future__ import annotations
@@ -196,37 +196,13 @@ def log_summary(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str, callbacks: list | None = None) -> Path:
-    """Train the reference run of notebook 06 into ``run/sft`` and save the model to ``run/sft/final``.
-
-    ``callbacks``: extra ``TrainerCallback``s (a benchmark's clock, say); the run itself is the same with or without.
-    """
-    from trl import SFTTrainer
-
-    from labhelpers.data.datasets import load_chat_dataset
-    from labhelpers.model.loading import load_model_and_tokenizer
-    from labhelpers.run.folder import checkpoint_dir
-
-    model, tokenizer = load_model_and_tokenizer(model_id, recipe)
-    data = load_chat_dataset(dataset)
-    data["train"] = keep_rows_that_fit(data["train"], tokenizer, recipe.sizes.max_length)
-    train, evaluation = select_splits(data, recipe.sizes.n_train_examples, recipe.sizes.n_eval_examples)
-    # no_robots' `prompt` string column would make TRL treat the rows as non-conversational
-    train, evaluation = train.select_columns(["messages"]), evaluation.select_columns(["messages"])
-    config = recipe.reference_config(checkpoint_dir(run))
-    trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
-                         callbacks=callbacks)
-    train_or_explain_oom(trainer, recipe, resume_from_checkpoint=resume_point(config))
-    return save_finished_run(run, trainer, tokenizer)
-
-
 FINISHED_RUN_METRICS = ("first_train_loss", "last_train_loss", "first_eval_loss", "last_eval_loss", "best_eval_loss",
                         "best_eval_step", "train_curve", "eval_curve", "log_history", "best_checkpoint")
 
 
 def save_finished_run(run: Path, trainer: Any, tokenizer: Any) -> Path:
     """What a finished reference run leaves in the run folder, whoever trained it (notebook 06 or
-    :func:`reference_sft_run`): the model and tokenizer in ``run/sft/final`` (what 09-13 load) and
+    :func:`labhelpers.series.reference.reference_sft_run`): the model and tokenizer in ``run/sft/final`` (what 09-13 load) and
     ``metrics/training.json`` with the log summary, the whole log history and the best checkpoint (what 07 reads).
     Returns the final model's folder."""
     from labhelpers.run.folder import save_metrics
@@ -237,16 +213,6 @@ def save_finished_run(run: Path, trainer: Any, tokenizer: Any) -> Path:
     save_metrics(run, "training", {**log_summary(trainer.state.log_history), "log_history": trainer.state.log_history,
                                    "best_checkpoint": trainer.state.best_model_checkpoint})
     return final
-
-
-def ensure_tuned_model(run: Path, recipe: Recipe, model_id: str, dataset: str) -> Path:
-    """Folder of the fine-tuned model from notebook 06; trains the reference run first when it is missing."""
-    final = run / "sft" / "final"
-    if (final / "model.safetensors").is_file():
-        return final
-    print(f"No fine-tuned model in {final} (notebook 06 has not run in this run folder): training the "
-          f"reference run now ({recipe.profile} profile).")
-    return reference_sft_run(run, recipe, model_id, dataset)
 
 
 def early_stopping_step(eval_curve: list[tuple[int, float]], patience: int, threshold: float = 0.0) -> tuple[int, int] | None:

@@ -20,6 +20,26 @@ class HTMLText(str):
         return str(self)
 
 
+def show_in_place(handle: Any, shown: Any) -> Any:
+    """Show ``shown`` (an IPython display object) in the notebook, or replace what an earlier call showed under
+    ``handle``; returns the handle for the next call (None outside an IPython shell, where nothing is shown).
+    One output redrawn while training (``LiveCurves``' figure, ``LiveSamples``' table) instead of a new one each time::
+
+        self._handle = show_in_place(self._handle, Image(data=png, format="png"))
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return None
+    if get_ipython() is None:  # a plain script: nothing to show it in
+        return None
+    if handle is None:
+        return display(shown, display_id=True)
+    handle.update(shown)
+    return handle
+
+
 def token_pieces(tokenizer: Any, input_ids: Sequence[int]) -> list[str]:
     """The text of each token on its own (``tokenizer.decode([id])``), special tokens kept.
 

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from transformers import TrainerCallback
 
+from labhelpers.views.display import show_in_place
 from labhelpers.views.plots import figure_png
 
 # panel -> [(log key, line label)]: what each of the three panels of the figure draws
@@ -123,16 +124,10 @@ class LiveCurves(TrainerCallback):
 
     def _show(self, png: bytes) -> None:
         try:
-            from IPython import get_ipython
-            from IPython.display import Image, display
+            from IPython.display import Image
         except ImportError:
             return
-        if get_ipython() is None:  # a plain script: nothing to show the figure in
-            return
-        if self._handle is None:
-            self._handle = display(Image(data=png, format="png"), display_id=True)
-        else:
-            self._handle.update(Image(data=png, format="png"))
+        self._handle = show_in_place(self._handle, Image(data=png, format="png"))
 
     def _due(self, after_eval: bool = False) -> bool:
         wait = self._last_render_s / self.budget  # e.g. 0.15 s render at 1% -> at most every 15 s

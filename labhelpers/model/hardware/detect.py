@@ -128,7 +128,8 @@ SMOKE_SIZES: dict[str, Any] = dict(n_train_examples=16, n_eval_examples=4, max_s
 SMOKE_LESSON: dict[str, int] = dict(n_heldout_prompts=4, max_new_tokens=16, n_retention_prompts=2,
                                     generation_batch_size=4, overfit_steps=2, compare_steps=2, compare_batch_size=2,
                                     compare_max_length=64, protocol_overfit_steps=2, protocol_short_steps=2,
-                                    loop_micro_batches=2, loop_micro_batch_size=2, loop_grad_accum=1)
+                                    loop_micro_batches=2, loop_micro_batch_size=2, loop_grad_accum=1,
+                                    samples_every=1)
 EMULATION_NOTE = ("LAB_FORCE_HARDWARE=ampere-cpu: the Ampere recipe (fp32 master weights, bf16 autocast, "
                   "flash_attention_2, padding-free packing) on this CPU, flash-attention's kernel replaced by a "
                   "stand-in that enforces its contract (fp16/bf16 inputs only, packed rows isolated); smoke sizes, "

@@ -266,6 +266,8 @@ class LessonSizes:
     loop_micro_batches: int = field(metadata={"help": "micro-batches the custom Accelerate loop runs (notebook 11)"})
     loop_micro_batch_size: int = field(metadata={"help": "sequences per micro-batch in notebook 11"})
     loop_grad_accum: int = field(metadata={"help": "micro-batches per optimizer step in notebook 11"})
+    samples_every: int = field(metadata={"help": "LiveSamples answers its held-out prompts at every n-th evaluation "
+                                                 "and the last (notebook 06 and the reference run)"})
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -302,6 +304,11 @@ def lesson_sizes(profile: str, sizes: RunSizes) -> tuple[LessonSizes, tuple[tupl
             loop_micro_batches=(6, "three optimizer steps of 2 micro-batches: the accumulation is visible"),
             loop_micro_batch_size=(2, "small micro-batches keep the hand-written loop cheap on a CPU"),
             loop_grad_accum=(2, "two micro-batches per step show the accumulation normalisation"),
+            samples_every=(6, "the first and the last of the run's 7 evaluations: greedy decoding on the 2-core CPU "
+                              "costs ~0.1 s per new token at any batch (memory-bound), so three prompts cost 4.3 s "
+                              "on the base model and 10.6 s after training; every third evaluation (3 samplings) "
+                              "cost 26 s, 13% of the ~205 s reference run, first and last ~15 s, 7% (measured "
+                              "2026-12-06)"),
         )
     else:
         big = profile == "full"
@@ -319,6 +326,8 @@ def lesson_sizes(profile: str, sizes: RunSizes) -> tuple[LessonSizes, tuple[tupl
             loop_micro_batches=(256 if big else 64, "enough optimizer steps for a falling loss"),
             loop_micro_batch_size=(per_device, "the run's per-device batch"),
             loop_grad_accum=(accum, "the run's gradient accumulation"),
+            samples_every=(3, "the first, every third and the last of the run's 8-10 evaluations: replies appear "
+                              "step by step (not yet timed on a GPU)"),
         )
     return (LessonSizes(**{k: v for k, (v, _) in table.items()}),
             tuple((k, why) for k, (_, why) in table.items()))
