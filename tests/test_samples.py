@@ -128,7 +128,7 @@ def tiny_model(tokenizer, silent: bool = False):
     return model.train()
 
 
-def test_sample_keeps_mode_and_rng_and_survives_odd_models(tokenizer, cpu_recipe):
+def test_sample_keeps_mode_and_rng_and_survives_odd_models(tokenizer, cpu_recipe, monkeypatch):
     """A random-weights model, empty replies, a CUDA recipe with the model on the CPU: rows, no exception."""
     from labhelpers.model.hardware import recipe_for
     from labhelpers.sanity.samples import samples_html, tensorboard_text
@@ -141,6 +141,7 @@ def test_sample_keeps_mode_and_rng_and_survives_odd_models(tokenizer, cpu_recipe
     empty = samples_callback(cpu_recipe).sample(tiny_model(tokenizer, silent=True), tokenizer, step=0)
     assert [r["reply"] for r in empty] == ["", "", ""] and all(r["cut"] for r in empty)
     assert "(empty reply)" in tensorboard_text(empty[0]) and "(empty reply)" in samples_html([empty])
+    monkeypatch.setattr("IPython.get_ipython", lambda: None)  # a script (another test may have started a shell)
     live = samples_callback(cpu_recipe, live=True)
     live.record(empty)  # a script, not a notebook: nothing to show the table in, and no error
     assert live._handle is None and live.history == [empty]
