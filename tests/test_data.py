@@ -9,10 +9,9 @@ from pathlib import Path
 import datasets
 import pytest
 
-from labhelpers.data import datasets as data
 from labhelpers.measure.behaviour import follows_house_format
 from labhelpers.data.datasets import (BUNDLED_DIR, ConversationFormatError, DatasetFileError, load_chat_dataset,
-                             validate_conversations)
+                                      validate_conversations)
 from tools import generate_data as generate
 
 

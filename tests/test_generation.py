@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from labhelpers.run.generation import (CLASSIC_PROMPTS, CODE_PROMPTS, comparison_prompts, generate_replies, heldout_pairs,
-                                   looks_like_code, reply_nll, retention_prompts)
+from labhelpers.run.generation import (CLASSIC_PROMPTS, CODE_PROMPTS, comparison_prompts, generate_replies,
+                                       heldout_pairs, looks_like_code, reply_nll, retention_prompts)
 
 
 def test_notebooks_02_and_09_ask_the_same_prompts():

@@ -10,8 +10,8 @@ import pytest
 from labhelpers.checks import TodoCheckError
 from labhelpers.checks.nb13_share_model import check_generation_config
 from labhelpers.data.chat import PROBE_CONVERSATIONS
-from labhelpers.run.handoff import (NOT_MEASURED, generation_config_for, hub_push_blocker, model_card, plain_chat_template,
-                                reload_and_answer, save_for_sharing)
+from labhelpers.run.handoff import (NOT_MEASURED, generation_config_for, hub_push_blocker, model_card,
+                                    plain_chat_template, reload_and_answer, save_for_sharing)
 from labhelpers.model.hardware import recipe_for
 
 MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"

@@ -14,7 +14,7 @@ from labhelpers.checks import TodoCheckError
 from labhelpers.checks.nb12_lora import check_lora_config
 from labhelpers.model.hardware import recipe_for
 from labhelpers.run.lora import (LORA_TARGETS, QLoRAUnavailable, logits_tolerance, lora_parameter_count,
-                             measure_training_step, qlora_model_kwargs, trainable_parameters)
+                                 measure_training_step, qlora_model_kwargs, trainable_parameters)
 from labhelpers.sanity.lora import lora_findings
 
 ALL = list(LORA_TARGETS)

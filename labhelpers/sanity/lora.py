@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from labhelpers.run.lora import (FULL_COPY_MODULES, LORA_TARGETS, MLP_PROJECTIONS, linear_names, target_set,
-                             trainable_parameters)
+                                 trainable_parameters)
 from labhelpers.sanity.report import Finding
 
 # Learning-rate bands for LoRA adapters (AdamW, alpha/r = 2). Measured on the lab's CPU with r=16 on all seven
@@ -20,6 +20,7 @@ from labhelpers.sanity.report import Finding
 LORA_LR_LOW = 1e-4  # below: the adapters barely leave zero in a short run
 LORA_LR_HIGH = 3e-3  # above: loss spikes and forgetting become likely
 LORA_LR_FAIL = 1e-2  # above: expect divergence
+
 
 def _adapted_layers(model: Any) -> list[str]:
     """Names of the modules carrying a LoRA pair (``lora_A``) with at least one adapter."""

@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from labhelpers.base.batching import warmup_steps
-from labhelpers.views.display import (IGNORE_INDEX, MASKED_STYLE, TRAINED_STYLE, HTMLText, render_masked_tokens, token_pieces,
-                                token_roles)
+from labhelpers.views.display import (IGNORE_INDEX, MASKED_STYLE, TRAINED_STYLE, HTMLText, render_masked_tokens,
+                                      token_pieces, token_roles)
 from labhelpers.views.plots import figure_png
 from labhelpers.data.turns import end_of_turn_id, turn_start_token
 

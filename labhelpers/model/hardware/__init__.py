@@ -21,10 +21,10 @@ Device rules (numbers measured on the lab's 2-core CPU by ``benchmarks/``; READM
 """
 
 from labhelpers.model.hardware.detect import (EMULATION_NOTE, FORCE_HARDWARE_ENV, FORCIBLE_HARDWARE, NO_CUDA_NEEDED,
-                                       SMOKE_LESSON, SMOKE_SIZES, detect_recipe, emulated_ampere_recipe)
+                                              SMOKE_LESSON, SMOKE_SIZES, detect_recipe, emulated_ampere_recipe)
 from labhelpers.model.hardware.recipe import REFERENCE_RUN_SETTINGS, Recipe, recipe_for
 from labhelpers.model.hardware.sizes import (BIG_GPU_GIB, HARDWARE, PROFILES, SCHEDULERS, LessonSizes, RunSizes,
-                                       lesson_sizes, profile_sizes)
+                                             lesson_sizes, profile_sizes)
 
 __all__ = ["BIG_GPU_GIB", "EMULATION_NOTE", "FORCE_HARDWARE_ENV", "FORCIBLE_HARDWARE", "HARDWARE", "NO_CUDA_NEEDED",
            "PROFILES", "REFERENCE_RUN_SETTINGS", "SCHEDULERS", "SMOKE_LESSON", "SMOKE_SIZES", "LessonSizes", "Recipe",

@@ -18,7 +18,7 @@ import torch
 
 from labhelpers.base.batching import BatchPlan, effective_batch
 from labhelpers.model.hardware.sizes import (HARDWARE, PROFILES, LessonSizes, RunSizes, _check_choice, lesson_sizes,
-                                       profile_sizes)
+                                             profile_sizes)
 
 
 # ----------------------------------------------------------------------------------------------- recipe
