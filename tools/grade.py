@@ -254,8 +254,9 @@ def plan(release: Release, todos: list[Todo], submissions: list[Submission], wor
         if jobs:
             stand_ins = dict.fromkeys(s for t in its_todos for s in t.stand_ins)
             last_check = max(_check_index(nb, t) for t in its_todos)  # its imports up to there run too
-            # the notebook's own cells that make the model, a trainer, a batch ...: non-TODO cells, as in the release
-            cells = dict.fromkeys(source for t in its_todos for source in t.prerequisites)
+            # the notebook's own cells that make the model, a trainer, a batch ...: non-TODO cells, as in the release,
+            # in the notebook's order (what one TODO needs never comes after what another's cells rebind)
+            cells = [source for _, source in sorted({cell for t in its_todos for cell in t.prerequisites})]
             setup = "\n\n".join([*setup_sources(nb, last_check), *(STAND_INS[s] for s in stand_ins), *cells])
             stored = {"root": str(stored_run), "files": list(STORED_RUN_FILES)} if stored_run and any(
                 t.needs_stored_run for t in its_todos) else None

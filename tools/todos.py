@@ -55,7 +55,7 @@ class Todo:
     solution: tuple[str, ...]  # the code of each of its solution regions (markers excluded), dedented
     stand_ins: tuple[str, ...] = ()  # STAND_INS keys grading needs
     missing: tuple[str, ...] = field(default=())  # names neither a stand-in nor a prerequisite makes: not graded
-    prerequisites: tuple[str, ...] = ()  # the code of the notebook's own cells grading runs once before the TODO
+    prerequisites: tuple[tuple[int, str], ...] = ()  # (index, code) of the notebook's own cells grading runs first
     makes: tuple[str, ...] = ()  # what those cells make that the TODO or its check reads
     costly_setup: str = ""  # what the notebook's setup cell does that is too costly per submission: not graded
 
@@ -302,7 +302,7 @@ def notebook_todos(path: Path) -> list[Todo]:
         cells, missing = prerequisites(nb, at if at is not None else i, list(left), bound) if left else ((), ())
         todos.append(Todo(todo, path.stem, i, _check_call(check) or "", tuple(own), solution_regions(source),
                           stand_ins=stand_ins, missing=missing, costly_setup=costly,
-                          prerequisites=tuple(nb.cells[k].source for k in cells),
+                          prerequisites=tuple((k, nb.cells[k].source) for k in cells),
                           makes=tuple(n for n in left if n not in missing)))
     return todos
 
