@@ -92,6 +92,11 @@ class Todo:
                            f"{', '.join(self.makes)}"]) + ", once per grading run"
 
 
+def _is_todo_cell(cell: NotebookNode) -> bool:
+    """True for a TODO cell (tagged `solution`, or carrying a TODO id in its metadata)."""
+    return nbtools.TAG_SOLUTION in nbtools.cell_tags(cell) or nbtools.TODO_KEY in cell.get("metadata", {})
+
+
 def check_cell_index(nb: NotebookNode, todo_cell: int) -> int | None:
     """Index of the check cell of the TODO at `todo_cell`: the first later code cell (before the next TODO) that calls
     a `check_*` function; None when there is none."""
@@ -99,7 +104,7 @@ def check_cell_index(nb: NotebookNode, todo_cell: int) -> int | None:
         cell = nb.cells[i]
         if cell.cell_type != "code":
             continue
-        if nbtools.TAG_SOLUTION in nbtools.cell_tags(cell) or nbtools.TODO_KEY in cell.get("metadata", {}):
+        if _is_todo_cell(cell):
             return None
         if _check_call(cell.source):
             return i
@@ -186,11 +191,16 @@ def solution_regions(source: str) -> tuple[str, ...]:
     return tuple(textwrap.dedent("\n".join(lines[a + 1:b])) for a, b in nbtools.find_regions(source))
 
 
+def _bound_by(sources: list[str]) -> set[str]:
+    """Every name the code of `sources` binds (a cell that does not parse binds nothing)."""
+    return set().union(*(nbtools.names_assigned(nbtools.parse_cell(s) or ast.Module(body=[], type_ignores=[]))
+                         for s in sources))
+
+
 def _needs(todo_source: str, check: str, setup: list[str]) -> list[str]:
     """Names the TODO cell and its check read that neither they, the setup cells nor Python's builtins bind."""
     tree = nbtools.parse_cell(todo_source + "\n" + check)
-    bound = set().union(*(nbtools.names_assigned(nbtools.parse_cell(s) or ast.Module(body=[], type_ignores=[]))
-                          for s in setup))
+    bound = _bound_by(setup)
     return [n for n in nbtools.names_read(tree) if n not in bound and not hasattr(builtins, n)] if tree else []
 
 
@@ -223,10 +233,6 @@ def plan_stand_ins(needs: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
             chosen.append(name)
             left = [n for n in left if n not in makes]
     return tuple(chosen), tuple(left)
-
-
-def _is_todo_cell(cell: NotebookNode) -> bool:
-    return nbtools.TAG_SOLUTION in nbtools.cell_tags(cell) or nbtools.TODO_KEY in cell.get("metadata", {})
 
 
 def _plain_python(source: str) -> bool:
@@ -297,8 +303,7 @@ def notebook_todos(path: Path) -> list[Todo]:
         _, own = nbtools._todo_effect(nbtools.parse_cell(source), nbtools.find_regions(source))
         setup = setup_sources(nb, at if at is not None else i)
         stand_ins, left = plan_stand_ins(_needs(source, check, setup))
-        bound = set().union(*(nbtools.names_assigned(nbtools.parse_cell(code))
-                              for code in [*setup, *(STAND_INS[k] for k in stand_ins)]))
+        bound = _bound_by([*setup, *(STAND_INS[k] for k in stand_ins)])
         cells, missing = prerequisites(nb, at if at is not None else i, list(left), bound) if left else ((), ())
         todos.append(Todo(todo, path.stem, i, _check_call(check) or "", tuple(own), solution_regions(source),
                           stand_ins=stand_ins, missing=missing, costly_setup=costly,

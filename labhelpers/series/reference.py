@@ -29,8 +29,8 @@ def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str, ca
     from labhelpers.model.loading import load_model_and_tokenizer
     from labhelpers.run.folder import checkpoint_dir
     from labhelpers.run.tracking import tensorboard_callback, tensorboard_dir
-    from labhelpers.run.training import keep_rows_that_fit, resume_point, save_finished_run, select_splits
-    from labhelpers.run.training import train_or_explain_oom
+    from labhelpers.run.training import (keep_rows_that_fit, resume_point, save_finished_run, select_splits,
+                                         train_or_explain_oom)
     from labhelpers.sanity import SanityMonitor
     from labhelpers.sanity.samples import LiveSamples
 
@@ -41,8 +41,9 @@ def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str, ca
     # no_robots' `prompt` string column would make TRL treat the rows as non-conversational
     train, evaluation = train.select_columns(["messages"]), evaluation.select_columns(["messages"])
     config = recipe.reference_config(checkpoint_dir(run))
-    watchers = [SanityMonitor(), LiveSamples(data["test"], recipe, run, tensorboard=tensorboard_dir(run, "sft"),
-                                             train_rows=train), tensorboard_callback(tensorboard_dir(run, "sft"))]
+    board = tensorboard_dir(run, "sft")
+    watchers = [SanityMonitor(), LiveSamples(data["test"], recipe, run, tensorboard=board, train_rows=train),
+                tensorboard_callback(board)]
     trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
                          callbacks=watchers + list(callbacks or []))
     train_or_explain_oom(trainer, recipe, resume_from_checkpoint=resume_point(config))
