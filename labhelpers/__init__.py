@@ -5,7 +5,8 @@ what is not the lesson, on floors that import only downwards (tests/test_imports
 
     checks/   the TODO feedback, one module per notebook
     series/   the series' reference run (06's run, watched as 06 watches it) for notebooks that need the tuned model
-    sanity/   the sanity assistant: dataset, config, preflight, monitor, samples while training, postflight, protocol
+    sanity/   the sanity assistant: dataset, config, preflight, monitor, samples while training, postflight, protocol,
+              the broken-run clinic (notebook 14's cases)
     views/    what students look at: tables, plots, live curves, widgets, progress
     measure/  what a reply is worth: house format, cut and looping replies, comparisons
     run/      the run folder, a lesson's inputs, training, LoRA, generation, the hand-off

@@ -150,3 +150,22 @@ def test_checkpoints_go_to_the_runtime_disk_when_the_run_folder_is_on_drive(monk
     monkeypatch.setenv("LAB_CHECKPOINT_ROOT", str(tmp_path / "ckpt"))
     assert checkpoint_dir(Path("/content/drive/MyDrive/sft-lab-runs/colab")) == tmp_path / "ckpt" / "colab" / "sft"
     assert "LAB_CHECKPOINT_ROOT" in __import__("tools.colab", fromlist=["x"]).install_cell_source()
+
+
+@pytest.mark.slow
+def test_the_clinics_amp_step_and_accumulation_evidence_keep_the_contract(emulated_model, tmp_path):
+    """Notebook 14's own forwards (the fp16 AMP step, the same rows batched two ways) run under the flash contract."""
+    from trl import SFTTrainer
+
+    from labhelpers.data.datasets import load_chat_dataset
+    from labhelpers.sanity.clinic import accumulation_evidence, amp_step, shortest_rows
+
+    recipe, model, tokenizer = emulated_model
+    assert amp_step(model, tokenizer, torch.float16).error == "ValueError: Attempting to unscale FP16 gradients."
+    assert amp_step(model, tokenizer, torch.float32).ok
+    rows = shortest_rows(load_chat_dataset()["train"], tokenizer, 4).select_columns(["messages"])
+    trainer = SFTTrainer(model=model, args=recipe.sft_config(tmp_path, max_steps=1, per_device_train_batch_size=1,
+                                                            gradient_accumulation_steps=4, assistant_only_loss=True,
+                                                            packing=False, eval_strategy="no", save_strategy="no"),
+                         train_dataset=rows, processing_class=tokenizer)
+    assert "gradients differ by 0.0%" in accumulation_evidence(trainer)

@@ -277,7 +277,7 @@ def test_ungraded_todos_are_listed_with_their_reason():
 # Graded with the notebook's own cells that make what the check reads (the model, 11's trainer, batch and logits),
 # run once per notebook before the submissions are forked from there; never a cell that trains or generates (09's
 # tuned model: the base model stands in, the check compares the TODO with the reference on the model it gets).
-MODEL_OPEN = "02,09.reply_loss,10,11,12"
+MODEL_OPEN = "02,09.reply_loss,10,11,12,14.diagnosis,14.fix_prompt_trained"
 MODEL_TIMEOUT_S = 90.0
 MODEL_CASES = [
     ("02-right", "02_baseline_generation", "02.generate_answers", solution_cell("02.generate_answers"), "pass",
@@ -304,6 +304,17 @@ MODEL_CASES = [
     ("12-attention-only", "12_lora", "12.lora_config",
      solution_cell("12.lora_config").replace(', "gate_proj", "up_proj", "down_proj"', ""), "wrong", "MLP"),
     ("12-unfilled", "12_lora", "12.lora_config", None, "not done", "not implemented yet"),
+    ("14-right", "14_diagnose_the_broken_run", "14.diagnosis", solution_cell("14.diagnosis"), "pass",
+     "all 7 cases diagnosed"),
+    ("14-swapped", "14_diagnose_the_broken_run", "14.diagnosis", solution_cell("14.diagnosis").replace(
+        '3: "stop_token_masked"', '3: "SWAP"').replace('7: "prompt_trained"', '7: "stop_token_masked"').replace(
+        '3: "SWAP"', '3: "prompt_trained"'), "wrong", "case 3 is not prompt_trained: the assistant's check for it passes"),
+    ("14-unfilled", "14_diagnose_the_broken_run", "14.diagnosis", None, "not done", "NotImplementedError"),
+    ("14f7-right", "14_diagnose_the_broken_run", "14.fix_prompt_trained", solution_cell("14.fix_prompt_trained"), "pass",
+     "case 7 fixed"),
+    ("14f7-still", "14_diagnose_the_broken_run", "14.fix_prompt_trained",
+     solution_cell("14.fix_prompt_trained").replace("assistant_only_loss=True", "learning_rate=1e-4"), "wrong",
+     "case 7's bug is still there"),
 ]
 
 
@@ -329,7 +340,7 @@ def test_model_todos_load_the_model_once_per_notebook_and_never_train(graded_wit
     log = (work / "worker.log").read_text()
     assert ungraded == []
     assert all(r["status"] != "error" for r in rows.values()), [r["message"] for r in rows.values()]
-    assert log.count("setup cells and stand-ins ran") == 5, log  # one setup per notebook, every submission forked
+    assert log.count("setup cells and stand-ins ran") == 6, log  # one setup per notebook, every submission forked
     trained = [str(p) for pattern in ("checkpoint-*", "trainer_state.json", "*.safetensors") for p in work.rglob(pattern)]
     assert trained == [], trained
 

@@ -17,7 +17,7 @@ from tools.series import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
-EXPECTED_SERIES = ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13"]
+EXPECTED_SERIES = ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13", "14"]
 
 
 def _code_cells(path: Path) -> list[str]:
@@ -157,7 +157,7 @@ TIMINGS: dict[str, float] = {}
 # Students open notebooks in any order. 09 runs before 06 here: it finds no tuned model and trains the reference run
 # (recipe.reference_config); 06 must then resume that finished run (same configuration fingerprint) instead of
 # refusing it or training again, and 07 reads its curves. One training run serves the whole series.
-OUT_OF_ORDER = ["01", "02", "03", "04", "05", "09", "06", "07", "08", "10", "11", "12", "13"]
+OUT_OF_ORDER = ["01", "02", "03", "04", "05", "09", "06", "07", "08", "10", "11", "12", "13", "14"]
 PAPERMILL_ORDER = sorted(SOLUTIONS, key=lambda p: OUT_OF_ORDER.index(p.name[:2]))
 
 

@@ -21,7 +21,8 @@ OPEN = ["04.build_labels", "06.sft_config"]
 IDS = ["01.batch_math", "02.generate_answers", "03.format_chatml", "04.build_labels", "04.assistant_mask_from_ids",
        "05.pack_examples", "06.sft_config", "06.predict_run", "07.loss_plot", "08.cosine_schedule",
        "09.behaviour_scores", "09.reply_loss", "10.preflight_clean", "11.masked_lm_loss", "12.lora_config",
-       "13.generation_config"]
+       "13.generation_config", "14.diagnosis", "14.fix_template_twice", "14.fix_eval_leak", "14.fix_stop_token_masked",
+       "14.fix_fp16_weights", "14.fix_packing_leak", "14.fix_grad_accum_scale", "14.fix_prompt_trained"]
 
 
 def _texts(folder: Path) -> dict[Path, str]:

@@ -119,6 +119,10 @@ def notebook_work(recipe: Any, row_tokens: float) -> dict[str, Work]:
         "12": Work(adapter_tokens=run_tokens, **{trained: 2 * 2 * s.per_device_train_batch_size * s.max_length},
                    scored_tokens=evaluations * s.n_eval_examples * row_tokens, decode_steps=2 * gen(heldout), runs=3),
         "13": Work(decode_steps=gen(len(CLASSIC_PROMPTS))),
+        # 14: case 2's two tiny runs (4 steps of 2 rows, two evaluations of 8 rows each) at its own sizes, the
+        # accumulation checks (4 rows through forward and backward, twice, in two cases), the preflights' forwards
+        "14": Work(**{trained: (2 * 4 * 2 + 4 * 4) * row_tokens}, scored_tokens=(2 * 2 * 8 + 14 * 4) * row_tokens,
+                   runs=2),
     }
 
 

@@ -38,7 +38,7 @@ COSTS = {(): "setup cell only", ("tokenizer",): "setup cell + tokenizer"}
 # grader's worker runs a notebook's setup and prerequisite cells once and forks every submission from there.
 COSTLY_CALLS = {"ensure_tuned_model": "trains the reference run when the run folder holds none",
                 "finished_run_or_train": "trains", "train_or_explain_oom": "trains", "generate_replies": "generates",
-                "train": "trains"}
+                "train": "trains", "tiny_run": "trains (a few steps)"}
 STORED_RUN_SETUP = COSTLY_CALLS["ensure_tuned_model"]  # read from a stored run instead: ``grade --run RUN_DIR``
 STORED_RUN_FILES = ("metrics/training.json",)  # what such a setup cell reads back instead of training
 

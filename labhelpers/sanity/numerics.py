@@ -237,7 +237,8 @@ def grad_accum_findings(trainer: Any, batch: dict[str, torch.Tensor], tolerance:
     def loss_and_grad(mbs: list[dict[str, torch.Tensor]], accum: int) -> tuple[float, torch.Tensor]:
         total = 0
         for mb in mbs:
-            loss = trainer.compute_loss(model, dict(mb), num_items_in_batch=n_items)
+            with model_autocast(model):  # as the Trainer's training_step: a flash kernel takes half precision only
+                loss = trainer.compute_loss(model, dict(mb), num_items_in_batch=n_items)
             total = total + (loss if scaled else loss / accum)
         grads = torch.autograd.grad(total, params, allow_unused=True)
         flat = torch.cat([g.flatten() for g in grads if g is not None])
