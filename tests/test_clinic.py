@@ -55,9 +55,16 @@ def test_every_case_shows_its_bug_and_only_the_cause_it_is_named_for(case_findin
 # ------------------------------------------------------------------------------------------------ names and keys
 @pytest.mark.parametrize("answer,bug", [
     ("eval_leak", "eval_leak"), ("Eval leak", "eval_leak"), ("EVAL-LEAK", "eval_leak"), ("  eval_leak\n", "eval_leak"),
-    ("pad_is_eos", "stop_token_masked"), ("pad = eos", None), ("double BOS", "template_twice"),
+    ("pad_is_eos", "stop_token_masked"), ("pad = eos", "stop_token_masked"), ("double BOS", "template_twice"),
     ("gradient accumulation", "grad_accum_scale"), ("fp16", "fp16_weights"), ("packing", "packing_leak"),
     ("data leak", "eval_leak"), ("prompt tokens trained", "prompt_trained"),
+    # spellings a trial with answers written by someone else found refused (2026-12-06)
+    ("mixed precision", "fp16_weights"), ("AMP", "fp16_weights"), ("loss normalization", "grad_accum_scale"),
+    ("num_items_in_batch", "grad_accum_scale"), ("eval contamination", "eval_leak"), ("data leakage", "eval_leak"),
+    ("pad_token == eos_token", "stop_token_masked"), ("chat template applied twice", "template_twice"),
+    ("double eos", "template_twice"), ("packing leakage", "packing_leak"), ("train on inputs", "prompt_trained"),
+    ("`TemplateTwice`.", "template_twice"), (clinic.BUGS["fp16_weights"], "fp16_weights"),
+    ("overfitting", None),
 ])
 def test_bug_names_students_write(answer, bug):
     if bug is None:
@@ -67,11 +74,13 @@ def test_bug_names_students_write(answer, bug):
         assert clinic.choice(answer) == bug
 
 
-def test_a_near_miss_name_gets_the_closest_one_offered():
+def test_a_near_miss_name_gets_the_closest_one_offered_and_an_ambiguous_one_a_question():
     with pytest.raises(ValueError, match="did you mean 'grad_accum_scale'"):
         clinic.choice("grad_acum_scale")
     with pytest.raises(ValueError, match="as a string"):
         clinic.choice(3)
+    with pytest.raises(ValueError, match="'leak' fits two bugs: eval_leak .* or packing_leak"):
+        clinic.choice("leak")
 
 
 # ------------------------------------------------------------------------------------------------ the diagnosis check
@@ -83,8 +92,8 @@ def _diagnosis(**changes):
 
 @pytest.mark.slow
 def test_the_right_diagnosis_in_other_spellings_and_keys_passes(stored_reveal, capsys):
-    spelled = {"case 1": "Template twice", "2": "data leak", 3: "pad_is_eos", "Case4": "fp16", 5: "packing",
-               6: "gradient accumulation", 7: "prompt tokens trained"}
+    spelled = {"case 1": "Template twice", "2": "data leak", 3: "pad_is_eos", "Case_4:": "mixed precision",
+               5.0: "packing", 6: "loss normalisation", 7: "prompt tokens trained"}
     nb14.check_diagnosis(spelled, stored_reveal)
     assert "all 7 cases diagnosed" in capsys.readouterr().out
 
@@ -116,9 +125,11 @@ def test_wrong_diagnoses_are_answered_with_why_not(stored_reveal, changes, says)
     ({**RIGHT, 4: None}, "case 4 has no diagnosis yet"),
     ({n: b for n, b in RIGHT.items() if n != 6}, "no diagnosis for case 6"),
     ({**RIGHT, 8: "eval_leak"}, "8 does not name a case"),
-    ({**RIGHT, 2: "leaky eval"}, "case 2: 'leaky eval' is not one of the bug names"),
-    ({**RIGHT, "3": "prompt_trained"}, "case 3 is diagnosed twice"),
+    ({**RIGHT, 2: "leaky evals"}, "case 2: 'leaky evals' is not one of the bug names; did you mean 'eval_leak'?"),
+    ({**RIGHT, "3": "prompt_trained"}, "case 3 is diagnosed twice: 3: 'stop_token_masked' and '3': 'prompt_trained'"),
     (list(RIGHT.values()), "diagnosis is a list, not a dict"),
+    ({**RIGHT, 5: "<bug name>"}, "case 5 has no diagnosis yet ('<bug name>')"),
+    ({**RIGHT, 2: "leaky evals", 6: "overfitting"}, "case 6: 'overfitting' is not one of the bug names"),
 ])
 def test_unfilled_and_malformed_diagnoses_name_the_fix(stored_reveal, diagnosis, says):
     with pytest.raises(TodoCheckError, match="") as err:

@@ -12,7 +12,8 @@ import re
 from typing import Any, Mapping
 
 from labhelpers.checks.core import TodoCheckError, passed, require
-from labhelpers.sanity.clinic import BUGS, AmpStep, bug_status, choice, compare_reports, reveal, telling_check
+from labhelpers.sanity.clinic import (BUGS, AmpStep, bug_status, choice, compare_reports, is_placeholder, reveal,
+                                      telling_check)
 from labhelpers.views.display import HTMLText
 
 # the bug of each case, in the notebook's order
@@ -34,8 +35,8 @@ FIXES: dict[int, str] = {
     1: "pass the conversations themselves (train_dataset=train_rows, the `messages` column) with "
        "assistant_only_loss=True: the trainer applies the template once",
     2: "eval_dataset=eval_rows (the held-out split), not rows of train_rows",
-    3: "use the lab's tokenizer (pad token <|endoftext|>, not <|im_end|>) with the same collator, or TRL's own "
-       "collator (no data_collator=): padding is then masked without touching the stop token",
+    3: "give the padding its own token: pad_tokenizer.pad_token = '<|endoftext|>' (the tokenizer pad_collator reads), "
+       "or drop data_collator= and use the lab's tokenizer (TRL's collator pads by length, never by token id)",
     4: "amp_step(model, tokenizer, torch.float32): fp32 master weights, fp16 only inside autocast",
     5: "packing_strategy='bfd' (padding-free: position_ids restart at each conversation, no attention_mask), or "
        "packing=False",
@@ -46,16 +47,18 @@ FIXES: dict[int, str] = {
 
 
 def case_number(key: Any) -> int:
-    """The case a diagnosis key names: ``3``, ``"3"``, ``"case 3"`` or ``"case3"``.
+    """The case a diagnosis key names: ``3``, ``3.0``, ``"3"``, ``"case 3"``, ``"Case_3"`` or ``"case-3:"``.
 
-    >>> case_number(3), case_number("Case 5"), case_number("case7")
-    (3, 5, 7)
+    >>> case_number(3), case_number("Case 5"), case_number("case7"), case_number("case_2:"), case_number(4.0)
+    (3, 5, 7, 2, 4)
     >>> case_number("eight")
     Traceback (most recent call last):
     ...
     ValueError: 'eight' does not name a case: use the case numbers 1 to 7 as keys, e.g. {1: "eval_leak", ...}
     """
-    match = re.fullmatch(r"\s*(?:case\s*)?(\d+)\s*", str(key), flags=re.IGNORECASE)
+    if isinstance(key, float) and key.is_integer():
+        key = int(key)
+    match = re.fullmatch(r"\s*(?:case[\s_\-]*)?(\d+)\s*:?\s*", str(key), flags=re.IGNORECASE)
     number = int(match.group(1)) if match and not isinstance(key, bool) else None
     if number not in ANSWERS:
         raise ValueError(f"{key!r} does not name a case: use the case numbers 1 to {len(ANSWERS)} as keys, "
@@ -64,25 +67,34 @@ def case_number(key: Any) -> int:
 
 
 def _normalised(diagnosis: Any) -> dict[int, str]:
-    """``{case number: bug name}`` of a student's diagnosis; TodoCheckError naming the key or the value to fix."""
+    """``{case number: bug name}`` of a student's diagnosis; TodoCheckError naming every key or value to fix at once."""
     require(isinstance(diagnosis, Mapping), f"diagnosis is a {type(diagnosis).__name__}, not a dict",
             'diagnosis = {1: "<bug name>", 2: "<bug name>", ..., 7: "<bug name>"}, names from show_bugs()')
     out: dict[int, str] = {}
+    keys: dict[int, Any] = {}
+    problems: list[str] = []
     for key, answer in diagnosis.items():
         try:
             number = case_number(key)
         except ValueError as err:
-            raise TodoCheckError(f"{err}") from None
-        if answer is ... or answer is None:
-            raise TodoCheckError(f"case {number} has no diagnosis yet ({answer!r}): write one of the names "
-                                 f"show_bugs() lists: {', '.join(BUGS)}")
+            problems.append(str(err))
+            continue
+        if is_placeholder(answer):
+            problems.append(f"case {number} has no diagnosis yet ({answer!r}): write one of the names show_bugs() "
+                            f"lists: {', '.join(BUGS)}")
+            continue
         try:
             bug = choice(answer)
         except ValueError as err:
-            raise TodoCheckError(f"case {number}: {err}") from None
-        require(number not in out or out[number] == bug, f"case {number} is diagnosed twice ({out.get(number)!r} "
-                f"and {bug!r}: keys 3 and '3' name the same case)", "keep one key per case")
-        out[number] = bug
+            problems.append(f"case {number}: {err}")
+            continue
+        if number in out and out[number] != bug:
+            problems.append(f"case {number} is diagnosed twice: {keys[number]!r}: {out[number]!r} and {key!r}: {bug!r} "
+                            "name the same case; keep one key per case")
+        out[number], keys[number] = bug, key
+    if problems:
+        raise TodoCheckError("\n- ".join(["the diagnosis needs fixing first:", *problems]) if len(problems) > 1
+                             else problems[0])
     missing = [n for n in ANSWERS if n not in out]
     require(not missing, f"no diagnosis for case {', '.join(map(str, missing))}",
             "add one key per case, 1 to 7, each with the bug name you think it has")
@@ -128,8 +140,12 @@ def _check_fix(number: int, broken: Any, fixed: Any) -> HTMLText:
     require(status == "pass", f"case {number}'s bug is still there: {message}", FIXES[number])
     broke = [f for f in after.failed if (before.by_check(f.check) is None or before.by_check(f.check).status == "pass")]
     require(not broke, "the fix removed the bug but broke something that passed before: "
-            + "; ".join(f"{f.check}: {f.message}" for f in broke), FIXES[number])
-    passed(f"case {number} fixed: {message}")
+            + "; ".join(f"{f.check}: {f.message}" for f in broke), "; ".join(f.fix for f in broke if f.fix)
+            or "change only what the case's bug needs")
+    still = [f for f in after.failed if f not in broke]
+    left = ("; still failing, as in the broken setup (another fix's job): "
+            + "; ".join(f"{f.check}: {f.message}" for f in still)) if still else ""
+    passed(f"case {number} fixed: {message}{left}")
     return compare_reports(before, after, [bug])
 
 

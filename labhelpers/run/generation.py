@@ -51,6 +51,26 @@ CODE_PROMPTS = (
 )
 
 
+# Outside prompts for a replay mix (labhelpers.series.retention): the base model's own replies to these join the
+# training rows. None of them is a retention prompt above, so the retention measure never scores a replayed row.
+REPLAY_PROMPTS = (
+    "How does a refrigerator keep food cold?", "What is the difference between a virus and a bacterium?",
+    "Give me two tips for sleeping better.", "Why do leaves change colour in autumn?",
+    "Explain what a budget is and why it helps.", "What is the water cycle?",
+    "Write a short birthday message for a friend.", "How do airplanes stay in the air?",
+    "What are the benefits of regular exercise?", "Explain what gravity is.",
+    "How do I make a cup of tea?", "What is a noun? Give an example.",
+    "Write a Python function that returns the largest number in a list.",
+    "Write a Python function that checks whether a string is a palindrome.",
+    "Write a SQL query that lists the ten most recent orders.",
+    "Write a Python function that sums the even numbers in a list.",
+    "Write a JavaScript function that returns the length of the longest word in a sentence.",
+    "Write a Python function that converts Celsius to Fahrenheit.",
+    "Write a bash command that counts the lines of a file.",
+    "Write a Python function that reverses the words in a sentence.",
+)
+
+
 def retention_prompts(n: int) -> list[str]:
     """``n`` prompts outside the training data, alternating general and code prompts.
 

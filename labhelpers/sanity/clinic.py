@@ -52,38 +52,83 @@ BUGS: dict[str, Bug] = {bug.name: bug for bug in (
         "the eval loss falls as fast as the train loss, far below a held-out split's"),
 )}
 
-# other ways students write a bug's name (lower case, words joined by "_"); each points at one name of BUGS
+# other ways students write a bug's name (normalised by :func:`_key`); each points at one name of BUGS
 ALIASES: dict[str, str] = {
-    "prompt_tokens_trained": "prompt_trained", "prompt_loss": "prompt_trained", "no_assistant_only_loss": "prompt_trained",
-    "assistant_only_loss": "prompt_trained", "pad_is_eos": "stop_token_masked", "pad_eos": "stop_token_masked",
-    "pad_equals_eos": "stop_token_masked", "stop_token": "stop_token_masked", "eos_masked": "stop_token_masked",
-    "double_template": "template_twice", "doubled_template": "template_twice", "double_bos": "template_twice",
-    "doubled_end_of_turn": "template_twice", "packing": "packing_leak", "packing_contamination": "packing_leak",
-    "cross_contamination": "packing_leak", "fp16": "fp16_weights", "fp16_amp": "fp16_weights",
-    "grad_accum": "grad_accum_scale", "gradient_accumulation": "grad_accum_scale", "eval_overlap": "eval_leak",
-    "data_leak": "eval_leak", "leak": "eval_leak",
+    **dict.fromkeys(("prompt_tokens_trained", "prompt_loss", "no_assistant_only_loss", "assistant_only_loss",
+                     "training_on_prompt", "training_on_the_prompt", "train_on_inputs", "train_on_prompt",
+                     "completion_only_loss", "prompt_not_masked", "loss_on_prompt"), "prompt_trained"),
+    **dict.fromkeys(("pad_is_eos", "pad_eos", "pad_equals_eos", "pad_token_is_eos", "pad_token_eos_token",
+                     "pad_token_eos", "stop_token", "eos_masked", "eos_token_masked", "im_end_masked",
+                     "stop_token_not_trained", "pad_token_eos_masking"), "stop_token_masked"),
+    **dict.fromkeys(("double_template", "doubled_template", "double_bos", "doubled_end_of_turn", "double_eos",
+                     "double_im_end", "chat_template_applied_twice", "template_applied_twice", "double_chat_template",
+                     "rendered_twice"), "template_twice"),
+    **dict.fromkeys(("packing", "packing_contamination", "cross_contamination", "packing_leakage", "packing_leaks",
+                     "attention_leak", "packing_cross_contamination", "packing_without_isolation"), "packing_leak"),
+    **dict.fromkeys(("fp16", "fp16_amp", "mixed_precision", "fp16_mixed_precision", "half_precision", "amp",
+                     "no_fp32_master_weights", "fp16_master_weights", "fp16_gradients"), "fp16_weights"),
+    **dict.fromkeys(("grad_accum", "gradient_accumulation", "gradient_accumulation_scale", "loss_normalization",
+                     "loss_normalisation", "num_items_in_batch", "grad_accumulation", "accumulation"),
+                    "grad_accum_scale"),
+    **dict.fromkeys(("eval_overlap", "data_leak", "data_leakage", "eval_leakage", "eval_contamination", "leaky_eval",
+                     "test_leak", "train_eval_overlap", "eval_on_train", "eval_on_training_rows"), "eval_leak"),
 }
+AMBIGUOUS: dict[str, tuple[str, ...]] = {"leak": ("eval_leak", "packing_leak"), "leakage": ("eval_leak", "packing_leak"),
+                                         "contamination": ("eval_leak", "packing_leak"),
+                                         "masking": ("prompt_trained", "stop_token_masked")}
+PLACEHOLDERS = ("", "todo", "bug_name", "name", "bug")  # a TODO left as written: no diagnosis yet
+
+
+def _key(text: str) -> str:
+    """A name reduced to lower-case words joined by "_" (camel case split, punctuation dropped).
+
+    >>> _key("`TemplateTwice`."), _key("pad_token == eos_token"), _key(" Eval-Leak ")
+    ('template_twice', 'pad_token_eos_token', 'eval_leak')
+    """
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", text.strip())
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def is_placeholder(answer: Any) -> bool:
+    """True for an answer that is still the TODO's placeholder (None, ..., "", "<bug name>", "TODO").
+
+    >>> is_placeholder("<bug name>"), is_placeholder(...), is_placeholder("eval_leak")
+    (True, True, False)
+    """
+    return answer is None or answer is ... or (isinstance(answer, str) and _key(answer) in PLACEHOLDERS)
 
 
 def choice(answer: Any) -> str:
-    """The bug a student's answer names (a name of :data:`BUGS`, any case, spaces or hyphens, or a known alias).
+    """The bug a student's answer names (a name of :data:`BUGS` in any spelling, a known alias, or a :class:`Bug`).
 
-    >>> choice("Stop token masked"), choice("pad-is-eos"), choice(" EVAL_LEAK ")
-    ('stop_token_masked', 'stop_token_masked', 'eval_leak')
+    >>> choice("Stop token masked"), choice("pad-is-eos"), choice(" EVAL_LEAK "), choice("mixed precision")
+    ('stop_token_masked', 'stop_token_masked', 'eval_leak', 'fp16_weights')
     >>> choice("packing leaks")
+    'packing_leak'
+    >>> choice("leak")
     Traceback (most recent call last):
     ...
-    ValueError: 'packing leaks' is not one of the bug names; did you mean 'packing_leak'? Choose from: prompt_trained, stop_token_masked, template_twice, packing_leak, fp16_weights, grad_accum_scale, eval_leak
+    ValueError: 'leak' fits two bugs: eval_leak (the eval split holds training rows) or packing_leak (packed examples attend to each other (packing without isolation)); write the one you mean
+    >>> choice("overfitting")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'overfitting' is not one of the bug names. Choose from: prompt_trained, stop_token_masked, template_twice, packing_leak, fp16_weights, grad_accum_scale, eval_leak
     """
+    if isinstance(answer, Bug):
+        return answer.name
     if not isinstance(answer, str):
-        raise ValueError(f"{answer!r} is not a bug name: write one of {', '.join(BUGS)} as a string")
-    key = re.sub(r"[\s\-]+", "_", answer.strip().lower()).strip("_")
+        raise ValueError(f"a {type(answer).__name__} is not a bug name: write one of {', '.join(BUGS)} as a string")
+    key = _key(answer)
     if key in BUGS:
         return key
     if key in ALIASES:
         return ALIASES[key]
-    close = difflib.get_close_matches(key, [*BUGS, *ALIASES], n=1, cutoff=0.6)
-    hint = f"; did you mean {ALIASES.get(close[0], close[0])!r}?" if close else ""
+    if key in AMBIGUOUS:
+        options = " or ".join(f"{b} ({BUGS[b].summary})" for b in AMBIGUOUS[key])
+        raise ValueError(f"{answer!r} fits two bugs: {options}; write the one you mean")
+    close = difflib.get_close_matches(key, list(BUGS), n=1, cutoff=0.75) or [
+        ALIASES[m] for m in difflib.get_close_matches(key, list(ALIASES), n=1, cutoff=0.85)]
+    hint = f"; did you mean {close[0]!r}?" if close else "."
     raise ValueError(f"{answer!r} is not one of the bug names{hint} Choose from: {', '.join(BUGS)}")
 
 
@@ -412,7 +457,7 @@ def bug_status(report: SanityReport, bug: str, check: str | None = None) -> tupl
     found = [f for f in report.findings if f.check in checks]
     if not found:
         return "pass", f"{', '.join(checks)}: not measured on this case"
-    worst = max(found, key=lambda f: rank[f.status])
+    worst = max(found, key=lambda f: (rank[f.status], -checks.index(f.check)))  # ties: the bug's first check
     return worst.status, worst.message
 
 
@@ -425,7 +470,8 @@ def telling_check(report: SanityReport, bug: str) -> str:
     """
     rank = {"pass": 0, "warn": 1, "fail": 2}
     found = [f for f in report.findings if f.check in BUGS[bug].checks]
-    return max(found, key=lambda f: rank[f.status]).check if found else BUGS[bug].checks[0]
+    checks = BUGS[bug].checks
+    return max(found, key=lambda f: (rank[f.status], -checks.index(f.check))).check if found else checks[0]
 
 
 def compare_reports(broken: SanityReport, fixed: SanityReport, bugs: Sequence[str] = tuple(BUGS)) -> HTMLText:

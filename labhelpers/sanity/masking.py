@@ -145,7 +145,7 @@ def masking_findings(examples: Sequence[tuple[list[int], list[int]]], header: Se
                            "raise max_length so replies end inside the window"))
     else:
         bad = untrained_ends > 0
-        pad_note = " (pad == eos: a collator masking pad ids also masks the stop token)" if pad_id == end_id else ""
+        pad_note = " (pad == eos: a collator masking pad ids also masks the stop token)" if pad_id == end_id and bad else ""
         if not bad:
             fix = ""
         elif pad_id == end_id:
