@@ -90,7 +90,7 @@ def notebook_work(recipe: Any, row_tokens: float) -> dict[str, Work]:
     Mirrors what the solutions do with the recipe's sizes: 06's reference run, 07's overfitting run, 08's mini-runs,
     09's generations, 10's protocol, 11's loop, 12's LoRA run and memory measurement.
     """
-    from labhelpers.run.generation import CLASSIC_PROMPTS
+    from labhelpers.run.generation import CLASSIC_PROMPTS, REPLAY_PROMPTS
 
     s, lesson = recipe.sizes, recipe.lesson
     plan = recipe.plan(s.n_train_examples)
@@ -116,8 +116,14 @@ def notebook_work(recipe: Any, row_tokens: float) -> dict[str, Work]:
         "10": Work(**{trained: (lesson.protocol_overfit_steps + lesson.protocol_short_steps) * 4 * row_tokens},
                    scored_tokens=3 * s.n_eval_examples * row_tokens, decode_steps=2 * gen(4), runs=2),
         "11": Work(**{trained: lesson.loop_micro_batches * lesson.loop_micro_batch_size * row_tokens}),
-        "12": Work(adapter_tokens=run_tokens, **{trained: 2 * 2 * s.per_device_train_batch_size * s.max_length},
-                   scored_tokens=evaluations * s.n_eval_examples * row_tokens, decode_steps=2 * gen(heldout), runs=3),
+        # 12: the adapters' run, its memory steps, the full model's and the adapters' held-out replies; with the
+        # retention runs (on by default on a GPU) two more reference-length runs, evaluated at start and end, their
+        # held-out replies, the base's replies to the replay prompts, five models' replies to the outside prompts
+        "12": Work(adapter_tokens=run_tokens,
+                   **{trained: 2 * 2 * s.per_device_train_batch_size * s.max_length + 2 * run_tokens},
+                   scored_tokens=(evaluations + 2 * 2) * s.n_eval_examples * row_tokens,
+                   decode_steps=4 * gen(heldout) + 5 * gen(lesson.n_retention_prompts) + gen(len(REPLAY_PROMPTS)),
+                   runs=5),
         "13": Work(decode_steps=gen(len(CLASSIC_PROMPTS))),
         # 14: case 2's two tiny runs (4 steps of 2 rows, two evaluations of 8 rows each) at its own sizes, the
         # accumulation checks (4 rows through forward and backward, twice, in two cases), the preflights' forwards
