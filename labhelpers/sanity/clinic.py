@@ -279,14 +279,18 @@ def plot_runs(runs: Mapping[str, TinyRun], path: Path, title: str = "loss") -> H
 
 
 # ------------------------------------------------------------------------------------------------ evidence
+def first_rows_batch(trainer: Any, rows: int) -> dict[str, torch.Tensor]:
+    """The trainer's first ``rows`` training rows as one batch, collated by its own collator (whatever its batch size)."""
+    return trainer.data_collator([trainer.train_dataset[i] for i in range(min(rows, len(trainer.train_dataset)))])
+
+
 def accumulation_evidence(trainer: Any, rows: int = 4) -> str:
     """The loss of the first ``rows`` training rows as one batch vs as accumulated micro-batches, as this trainer
     computes it (its ``compute_loss_func`` included), with the rows' trained-token counts: what the bug changes."""
     from labhelpers.sanity.numerics import grad_accum_findings
     from labhelpers.sanity.preflight import preserved_state
 
-    features = [trainer.train_dataset[i] for i in range(min(rows, len(trainer.train_dataset)))]
-    batch = trainer.data_collator(features)
+    batch = first_rows_batch(trainer, rows)
     counts = [int((labels != -100).sum()) for labels in batch["labels"]]
     with preserved_state(trainer):
         finding = grad_accum_findings(trainer, batch)[0]
@@ -420,9 +424,8 @@ def _trainer_report(trainer: Any) -> SanityReport:
         report.findings.append(Finding("grad_accum_invariance", "pass", "not applicable: gradient_accumulation_steps=1 "
                                        "(each optimizer step is one micro-batch: nothing is averaged across them)", ""))
         return report
-    features = [trainer.train_dataset[i] for i in range(min(4, len(trainer.train_dataset)))]
     with preserved_state(trainer):
-        report.findings.extend(grad_accum_findings(trainer, trainer.data_collator(features)))
+        report.findings.extend(grad_accum_findings(trainer, first_rows_batch(trainer, 4)))
     trainer.model.zero_grad(set_to_none=True)
     return report
 
