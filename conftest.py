@@ -20,10 +20,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 from tools.ci_phases import record, slowest_files, summary_lines  # noqa: E402  (after the environment above is set)
 
 
-# The ci series (papermill over the solutions) runs first, then the Ampere-contract pass and the check that both wrote
-# only in their run folders, then the rest in collection order: a unit test that checks what a notebook of the series
-# already measured (12's memory peak) reads it from the shared run folder (the ``series_result`` fixture) instead of
-# measuring it again; run alone, such a test measures it itself.
+# In one process (plain pytest) the ci series (papermill over the solutions) runs first, then the Ampere-contract pass
+# and the check that both wrote only in their run folders, then the rest in collection order: a unit test that checks
+# what a notebook of the series already measured (12's memory peak) reads it from the shared run folder (the
+# ``series_result`` fixture) instead of measuring it again; run alone, such a test measures it itself. ``./lab.sh test``
+# (tools/suite.py) runs the series and its lane check alone first, then the rest on two workers, where this order puts
+# the Ampere pass, the longest file, first.
 SERIES_FIRST = ("tests/test_notebooks.py::test_solution_executes_with_papermill",
                 "tests/test_notebooks.py::test_solution_keeps_the_ampere_contract",
                 "tests/test_notebooks.py::test_series_stayed_in_its_lane")

@@ -2,7 +2,8 @@
 # sft-lab front door. Every command first makes sure .venv holds the tested dependencies (pyproject.toml).
 #   ./lab.sh setup            create/refresh .venv only
 #   ./lab.sh run [--only 06]  execute the lab series headless (papermill) into runs/<profile>/
-#   ./lab.sh test [pytest args]   run the full test suite (what CI runs)
+#   ./lab.sh test [pytest args]   run the full test suite (what CI runs: the series alone, then the rest on 2 workers;
+#                                 with a test path or -k/-m, plain pytest)
 #   ./lab.sh bench [name ...] run the benchmarks and print their tables
 #   ./lab.sh sanity --data F  check your own data and settings before training (--help for the flags)
 #   ./lab.sh build            regenerate the student notebooks from solutions/ (after cleaning them)
@@ -43,7 +44,7 @@ shift || true
 case "$cmd" in
   setup) setup ;;
   run)   setup; exec "$VENV/bin/python" -m tools.series run "$@" ;;
-  test)  setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+  test)  setup; exec "$VENV/bin/python" -m tools.suite "$@" ;;
   bench) setup; exec "$VENV/bin/python" -m benchmarks "$@" ;;
   sanity) setup; exec "$VENV/bin/python" -m labhelpers.sanity "$@" ;;
   build) setup; "$VENV/bin/python" -m tools.nbtools clean && exec "$VENV/bin/python" -m tools.nbtools build ;;
@@ -52,6 +53,6 @@ case "$cmd" in
   lock)  setup; exec "$VENV/bin/python" -m tools.lock "${@:-diff}" ;;
   release) setup; exec "$VENV/bin/python" -m tools.release "$@" ;;
   grade) setup; exec "$VENV/bin/python" -m tools.grade "$@" ;;
-  help|-h|--help) sed -n '2,15p' "$0" ;;
-  *) sed -n '2,15p' "$0"; exit 2 ;;
+  help|-h|--help) sed -n '2,16p' "$0" ;;
+  *) sed -n '2,16p' "$0"; exit 2 ;;
 esac

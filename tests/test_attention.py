@@ -169,3 +169,15 @@ def test_the_clinics_amp_step_and_accumulation_evidence_keep_the_contract(emulat
                                                             packing=False, eval_strategy="no", save_strategy="no"),
                          train_dataset=rows, processing_class=tokenizer)
     assert "gradients differ by 0.0%" in accumulation_evidence(trainer)
+
+
+@pytest.mark.slow
+def test_the_retention_tables_replay_rows_keep_the_contract(emulated_model):
+    """Notebook 12's replay mix generates the base model's own replies outside any Trainer, under the recipe's
+    autocast (the Ampere pass runs 12 without its retention runs: their training is the reference run's)."""
+    from labhelpers.series.retention import replay_rows
+
+    recipe, model, tokenizer = emulated_model
+    rows = replay_rows(model, tokenizer, 2, recipe)
+    assert [row["messages"][0]["role"] for row in rows] == ["user"] * len(rows) and rows
+    assert all(row["messages"][1]["role"] == "assistant" and row["messages"][1]["content"] for row in rows)

@@ -132,14 +132,20 @@ def save_metrics(run: Path, name: str, figures: dict[str, Any]) -> Path:
     'demo.json'
     """
     path = run / "metrics" / f"{name}.json"
-    _write_json(path, figures, indent=2, sort_keys=True)
+    write_json(path, figures, indent=2, sort_keys=True)
     return path
 
 
-def _write_json(path: Path, value: Any, **dumps: Any) -> None:
-    """Write ``value`` as JSON through a temporary file, so a disconnect mid-write never leaves half a file."""
+def write_json(path: Path, value: Any, **dumps: Any) -> None:
+    """Write ``value`` as JSON through a temporary file of this process, so neither a disconnect mid-write nor a reader
+    at the same moment (another notebook, a test) ever sees half a file.
+
+    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "a" / "b.json"; write_json(p, {"x": 1})
+    >>> json.loads(p.read_text())
+    {'x': 1}
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(value, default=str, **dumps) + "\n")
     tmp.replace(path)
 
@@ -190,5 +196,5 @@ def reuse_or_compute(path: Path, key: dict[str, Any], compute: Callable[[], T], 
             print(f"reused {what} from {path} (same inputs; delete the file to compute it again)")
             return decode(stored["value"])
     result = compute()
-    _write_json(path, {"key": key, "value": encode(result)})
+    write_json(path, {"key": key, "value": encode(result)})
     return result

@@ -494,10 +494,9 @@ def compare_reports(broken: SanityReport, fixed: SanityReport, bugs: Sequence[st
 def save_reveal(cases: Mapping[int, Any], path: Path) -> dict[str, list[dict[str, str]]]:
     """Every case's findings (check, status, message, fix) as JSON at ``path``: what the series measured, for tests
     and readers; returns what it wrote."""
-    import json
+    from labhelpers.run.folder import write_json
 
     found = {str(n): [dict(check=f.check, status=f.status, message=f.message, fix=f.fix) for f in reveal(c).findings]
              for n, c in cases.items()}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(found, indent=1))
+    write_json(Path(path), found, indent=1)
     return found
