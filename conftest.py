@@ -54,7 +54,10 @@ def series_summary_lines() -> list[str]:
     if not timings_file.is_file():
         return []
     reference = os.environ.get("LAB_REFERENCE_STEP_S")
-    return series_lines(run, json.loads(timings_file.read_text()), float(reference) if reference else None)
+    wall_file = run / "metrics" / "papermill_wall.json"
+    wall = json.loads(wall_file.read_text()) if wall_file.is_file() else {}
+    return series_lines(run, json.loads(timings_file.read_text()), float(reference) if reference else None,
+                        wall.get("wall_s"), wall.get("lanes", 1))
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -1,13 +1,21 @@
 """Run the whole lab series headless: every ``solutions/NN_*.ipynb`` through papermill, in order.
 
-``python -m tools.series run [--profile ci] [--run-dir DIR] [--only 02 06]`` executes each notebook
+``python -m tools.series run [--profile ci] [--run-dir DIR] [--only 02 06] [--lanes 2]`` executes each notebook
 into ``<run>/executed/``, records per-notebook wall time in ``<run>/metrics/series.json`` and prints a
 summary of what the notebooks measured.
+
+On a CPU with two cores or more it runs two notebooks at a time (``--lanes``), one torch thread each: measured on
+the 2-core CI machine, two one-thread training steps side by side take 1.76x one two-thread step, and kernel starts,
+imports, tokenizing and generation leave the second core idler still. The notebooks that share the reference run
+(:data:`REFERENCE_RUN_USERS`) wait for the first of them, which trains it.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -44,14 +52,95 @@ def execute(notebook: Path, out: Path, parameters: dict, progress: bool = False)
     return time.perf_counter() - start
 
 
-def summary_lines(run: Path, timings: dict[str, float], reference_s: float | None = None) -> list[str]:
-    """Human summary: time per notebook (also in reference steps when measured), then the notebooks' numbers."""
+# Notebook 06 trains the reference run in series order; 07, 09, 12 and 13 read it and train it only when it is
+# missing (a student's runtime without 06's model). Run in lanes, the first of them trains and the others wait.
+REFERENCE_RUN_USERS = ("06", "07", "09", "12", "13")
+
+
+def default_lanes() -> int:
+    """Notebooks at a time for ``./lab.sh run`` here: 2 on a CPU-only machine with two cores or more (one torch
+    thread each), else 1 (a GPU runs one notebook at a time)."""
+    import torch
+
+    return 2 if not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2 else 1
+
+
+def execute_in_lanes(jobs: list[tuple[Path, Path]], parameters: dict, lanes: int = 2,
+                     report=print) -> tuple[dict[str, float], dict[str, BaseException]]:
+    """Execute ``jobs`` (notebook, executed copy) ``lanes`` at a time, in their order except that the first notebook
+    of :data:`REFERENCE_RUN_USERS` starts first (it trains the reference run: the longest chain) and the others of
+    that group wait until it is done. With more than one lane each kernel gets one torch thread. Returns each
+    notebook's own seconds and the errors raised (a failed notebook does not stop the others).
+
+    >>> execute_in_lanes([], {}, lanes=2)
+    ({}, {})
+    """
+    pending = list(jobs)
+    trainer = next((nb for nb, _ in pending if nb.name[:2] in REFERENCE_RUN_USERS), None)
+    seconds: dict[str, float] = {}
+    errors: dict[str, BaseException] = {}
+    done: set[Path] = set()
+    changed = threading.Condition()
+
+    def ready(notebook: Path) -> bool:
+        return notebook.name[:2] not in REFERENCE_RUN_USERS or notebook == trainer or trainer in done
+
+    def take() -> tuple[Path, Path] | None:
+        with changed:
+            while pending:
+                job = next((j for j in pending if j[0] == trainer), None) or next(
+                    (j for j in pending if ready(j[0])), None)
+                if job:
+                    pending.remove(job)
+                    return job
+                changed.wait()
+            return None
+
+    def lane() -> None:
+        while (job := take()) is not None:
+            notebook, out = job
+            start = time.perf_counter()
+            try:
+                execute(notebook, out, parameters)
+            except BaseException as error:  # noqa: BLE001  (reported with its notebook; the others go on)
+                errors[notebook.stem] = error
+            seconds[notebook.stem] = time.perf_counter() - start
+            report(f"{notebook.stem:<32} {seconds[notebook.stem]:7.1f} s" + ("  FAILED" if notebook.stem in errors else ""))
+            with changed:
+                done.add(notebook)
+                changed.notify_all()
+
+    threads_before = os.environ.get("OMP_NUM_THREADS")
+    if lanes > 1:
+        os.environ["OMP_NUM_THREADS"] = "1"  # the kernels papermill starts inherit it
+    try:
+        workers = [threading.Thread(target=lane, name=f"lane-{i + 1}") for i in range(max(1, lanes))]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        if lanes > 1:
+            os.environ.pop("OMP_NUM_THREADS") if threads_before is None else os.environ.update(
+                OMP_NUM_THREADS=threads_before)
+    order = [nb.stem for nb, _ in jobs]
+    return dict(sorted(seconds.items(), key=lambda item: order.index(item[0]))), errors
+
+
+def summary_lines(run: Path, timings: dict[str, float], reference_s: float | None = None,
+                  wall_s: float | None = None, lanes: int = 1) -> list[str]:
+    """Human summary: time per notebook (also in reference steps when measured), then the notebooks' numbers.
+    Run in lanes, the total is the series' wall time (``wall_s``) beside the notebooks' own times added up."""
     def row(name: str, seconds: float) -> str:
         steps = f"  = {in_reference_steps(seconds, reference_s)}" if reference_s else ""
         return f"{name:<32} {seconds:7.1f} s{steps}"
 
     lines = [row(name, seconds) for name, seconds in timings.items()]
-    lines.append(row("total", sum(timings.values())))
+    if wall_s is not None and lanes > 1 and not math.isclose(wall_s, sum(timings.values())):
+        lines.append(row(f"total, {lanes} lanes (wall)", wall_s))
+        lines.append(f"(the notebooks' own times add up to {sum(timings.values()):.1f} s: each ran beside another)")
+    else:
+        lines.append(row("total", sum(timings.values())))
     if reference_s:
         lines.append(f"(reference step on this machine, measured now: {reference_s:.2f} s; "
                      "python -m benchmarks.reference_step)")
@@ -99,6 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default=None,
                         help="DATASET for every notebook (default: the notebooks' own, the bundled sft-lab/house-format;"
                              " e.g. HuggingFaceH4/no_robots, offline its natural-reply stand-in, or a .jsonl path)")
+    parser.add_argument("--lanes", type=int, default=None,
+                        help="notebooks at a time (default: 2 on a CPU with two cores or more, one torch thread each;"
+                             " 1 on a GPU)")
     parser.add_argument("--no-reference-step", action="store_true",
                         help="skip timing the reference step (~20 s) that makes the times comparable across machines")
     args = parser.parse_args(argv)
@@ -113,11 +205,23 @@ def main(argv: list[str] | None = None) -> None:
     timings: dict[str, float] = {}
     reference_s = None if args.no_reference_step else reference_step_seconds()
     parameters = {"PROFILE": profile, "RUN_DIR": str(run), **({"DATASET": args.dataset} if args.dataset else {})}
-    for notebook in solution_notebooks(root / "solutions", args.only):
-        timings[notebook.stem] = execute(notebook, executed / notebook.name, parameters, progress=True)
-    save_metrics(run, "series", {"profile": profile, "seconds": timings, "total_seconds": sum(timings.values()),
+    lanes = args.lanes or default_lanes()
+    notebooks = solution_notebooks(root / "solutions", args.only)
+    start = time.perf_counter()
+    if lanes == 1:
+        for notebook in notebooks:
+            timings[notebook.stem] = execute(notebook, executed / notebook.name, parameters, progress=True)
+    else:
+        print(f"{len(notebooks)} notebooks, {lanes} at a time (one torch thread each; --lanes 1 runs them in turn)")
+        timings, errors = execute_in_lanes([(nb, executed / nb.name) for nb in notebooks], parameters, lanes)
+        if errors:
+            for name, error in errors.items():
+                print(f"{name} failed: {type(error).__name__}: {str(error)[:2000]}")
+            raise SystemExit(f"{len(errors)} notebook(s) failed: {', '.join(errors)} (executed copies in {executed})")
+    wall = time.perf_counter() - start
+    save_metrics(run, "series", {"profile": profile, "seconds": timings, "total_seconds": wall, "lanes": lanes,
                                  "reference_step_s": reference_s, "dataset": args.dataset})
-    print("\n".join(summary_lines(run, timings, reference_s)))
+    print("\n".join(summary_lines(run, timings, reference_s, wall, lanes)))
     print(f"executed notebooks, plots and metrics are in {run}")
 
 

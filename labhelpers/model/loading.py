@@ -137,9 +137,15 @@ def convert_gguf_to_cache(model_id: str, *, progress: bool = True) -> Path:
         tokenizer.save_pretrained(staging)
         version = importlib.metadata.version(OFFLINE_MODELS[model_id].distribution)
         _mark_complete(staging).write_text(f"converted from {source.name} ({version})\n")
+        if _mark_complete(target).is_file():  # another process (a second lane of the series) finished it meanwhile:
+            return target                    # keep its copy, which a kernel may be reading now
         if target.exists():
             shutil.rmtree(target)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:  # renamed by another process between the check and here
+            if not _mark_complete(target).is_file():
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
