@@ -24,6 +24,8 @@ def test_healthy_full_preflight_passes_and_leaves_everything_untouched(model_and
     trainer = build_trainer(model, tok, cpu_recipe, rows=chat_rows(4), eval_rows=chat_rows(2, "test"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     grads = [p.requires_grad for p in model.parameters()]
+    # the session's shared model may carry gradients from a test before this one (on two workers the order varies)
+    held = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
     torch_rng, py_rng, training = torch.random.get_rng_state(), random.getstate(), model.training
     optimizer, step, log = trainer.optimizer, trainer.state.global_step, list(trainer.state.log_history)
 
@@ -39,7 +41,7 @@ def test_healthy_full_preflight_passes_and_leaves_everything_untouched(model_and
     assert [p.requires_grad for p in model.parameters()] == grads and model.training == training
     assert torch.equal(torch.random.get_rng_state(), torch_rng) and random.getstate() == py_rng
     assert trainer.optimizer is optimizer and trainer.state.global_step == step and trainer.state.log_history == log
-    assert all(p.grad is None for p in model.parameters())
+    assert all((p.grad is None) if g is None else torch.equal(p.grad, g) for p, g in zip(model.parameters(), held))
     assert "<span" in report.extras["example"]._repr_html_()
     text = show_example(trainer, tok, html=False)
     assert "[Answer:" in text and text.rstrip().endswith("]")  # reply + <|im_end|> trained, nothing after
