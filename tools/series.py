@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from benchmarks.reference_step import in_reference_steps, reference_step_seconds
 from labhelpers.run.folder import load_metrics, project_root, run_dir, save_metrics
@@ -66,7 +67,7 @@ def default_lanes() -> int:
 
 
 def execute_in_lanes(jobs: list[tuple[Path, Path]], parameters: dict, lanes: int = 2,
-                     report=print) -> tuple[dict[str, float], dict[str, BaseException]]:
+                     report: Callable[[str], None] = print) -> tuple[dict[str, float], dict[str, BaseException]]:
     """Execute ``jobs`` (notebook, executed copy) ``lanes`` at a time, in their order except that the first notebook
     of :data:`REFERENCE_RUN_USERS` starts first (it trains the reference run: the longest chain) and the others of
     that group wait until it is done. With more than one lane each kernel gets one torch thread. Returns each
@@ -120,9 +121,10 @@ def execute_in_lanes(jobs: list[tuple[Path, Path]], parameters: dict, lanes: int
         for worker in workers:
             worker.join()
     finally:
-        if lanes > 1:
-            os.environ.pop("OMP_NUM_THREADS") if threads_before is None else os.environ.update(
-                OMP_NUM_THREADS=threads_before)
+        if lanes > 1 and threads_before is None:
+            del os.environ["OMP_NUM_THREADS"]
+        elif lanes > 1:
+            os.environ["OMP_NUM_THREADS"] = threads_before
     order = [nb.stem for nb, _ in jobs]
     return dict(sorted(seconds.items(), key=lambda item: order.index(item[0]))), errors
 
