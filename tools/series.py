@@ -106,7 +106,8 @@ def execute_in_lanes(jobs: list[tuple[Path, Path]], parameters: dict, lanes: int
             except BaseException as error:  # noqa: BLE001  (reported with its notebook; the others go on)
                 errors[notebook.stem] = error
             seconds[notebook.stem] = time.perf_counter() - start
-            report(f"{notebook.stem:<32} {seconds[notebook.stem]:7.1f} s" + ("  FAILED" if notebook.stem in errors else ""))
+            failed = "  FAILED" if notebook.stem in errors else ""
+            report(f"{notebook.stem:<32} {seconds[notebook.stem]:7.1f} s{failed}")
             with changed:
                 done.add(notebook)
                 changed.notify_all()

@@ -1,8 +1,8 @@
 """``./lab.sh test``: the whole suite as CI runs it, in two phases that share one run folder.
 
-1. **the series**: the ci series (papermill over the solutions, out of order) and the check that it wrote only in its
-   run folder, alone on the machine, in one process: its timings are what ``./lab.sh run`` costs (its training steps
-   use both cores);
+1. **the series**: the ci series (papermill over the solutions, out of order, two notebooks at a time with one torch
+   thread each, as ``./lab.sh run`` does: ``tools.series.execute_in_lanes``) and the check that it wrote only in its
+   run folder, alone on the machine: its wall time is what ``./lab.sh run`` costs;
 2. **the rest** (the Ampere-contract pass, unit tests, doctests, nbval on the student copies) on two pytest-xdist
    workers with one torch thread each, a test file per worker at a time (an nbval notebook's cells share one kernel;
    the Ampere pass's notebooks share a run folder, in order): small forwards, kernel starts, imports and tokenizing
@@ -66,7 +66,8 @@ def run_phases(args: list[str]) -> int:
         code_first = subprocess.call(first, env=env)
         if code_first not in (0, 1):  # interrupted, or a usage / internal error: the second phase would repeat it
             return code_first
-        print(f"phase 2 of 2: the Ampere pass, unit tests, doctests, the student copies on {WORKERS} workers", flush=True)
+        print(f"phase 2 of 2: the Ampere pass, unit tests, doctests, the student copies on {WORKERS} workers",
+              flush=True)
         code_second = subprocess.call(second, env=dict(env, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"))
         return code_first or code_second
     finally:
