@@ -154,7 +154,6 @@ def test_notebooks_that_never_train_do_not_import_the_trainer_or_peft():
 
 
 # ---------------------------------------------------------------------------------------------- papermill
-TIMINGS: dict[str, float] = {}
 # Students open notebooks in any order. 09 comes before 06 here: it finds no tuned model and trains the reference run
 # (recipe.reference_config); 06 must then resume that finished run (same configuration fingerprint) instead of
 # refusing it or training again, and 07 reads its curves. One training run serves the whole series.
@@ -186,9 +185,8 @@ def series_pass(request) -> dict[str, dict]:
         lanes, start = default_lanes(), time.perf_counter()
         seconds, errors = execute_in_lanes(jobs, {"PROFILE": "ci", "RUN_DIR": str(run)}, lanes)
         SERIES.update(seconds=seconds, errors=errors)
-        TIMINGS.update(seconds)
         (run / "metrics").mkdir(exist_ok=True)
-        (run / "metrics" / "papermill_timings.json").write_text(json.dumps(TIMINGS, indent=2))
+        (run / "metrics" / "papermill_timings.json").write_text(json.dumps(seconds, indent=2))
         (run / "metrics" / "papermill_wall.json").write_text(
             json.dumps({"wall_s": time.perf_counter() - start, "lanes": lanes}))
     return SERIES
@@ -244,8 +242,7 @@ def test_solution_keeps_the_ampere_contract(path, i, monkeypatch, tmp_path_facto
     seconds = execute(path, out, {"RUN_DIR": str(run), **AMPERE_CPU_PARAMETERS.get(path.name[:2], {})})
     # the series' lane check (its home folder included) runs with the series alone; this pass runs beside the unit
     # tests (tools/suite.py), whose tools may write in the home folder meanwhile: the checkout must stay untouched
-    after = _tree(ROOT, REPO_SKIP)
-    changed = sorted(k for k in set(checkout) | set(after) if checkout.get(k) != after.get(k) and "__pycache__" not in k)
+    changed = _changed(checkout, _tree(ROOT, REPO_SKIP))
     assert changed == [], f"{path.name} under ampere-cpu wrote in the checkout: {changed[:20]}"
     nb = nbformat.read(out, as_version=4)
     errors = [f"{o.ename}: {o.evalue}"[:500] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
@@ -288,6 +285,11 @@ def _tree(root: Path, skip: tuple[str, ...]) -> dict[str, tuple[int, int]]:
 REPO_SKIP = (".git", ".venv", ".venv-ci", "venv", ".pytest_cache")
 
 
+def _changed(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+    """Files added, removed or rewritten between two ``_tree`` snapshots, bytecode caches aside."""
+    return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k) and "__pycache__" not in k)
+
+
 def _lane_snapshot() -> dict[str, dict[str, tuple[int, int]]]:
     return {"repo": _tree(ROOT, REPO_SKIP), "home": _tree(Path.home(), TOOL_OWNED)}
 
@@ -305,8 +307,7 @@ def test_series_stayed_in_its_lane():
     """Running every notebook wrote nothing in the checkout or the home folder (outside the model cache)."""
     after = _lane_snapshot()
     for where in ("repo", "home"):
-        changed = sorted(k for k in set(LANE[where]) | set(after[where]) if LANE[where].get(k) != after[where].get(k))
-        changed = [c for c in changed if "__pycache__" not in c]
+        changed = _changed(LANE[where], after[where])
         assert changed == [], f"the series wrote outside the run folder ({where}): {changed[:20]}"
 
 
