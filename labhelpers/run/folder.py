@@ -15,12 +15,14 @@ second pass reads it back when the inputs are the same, and computes it again wh
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -158,6 +160,64 @@ def load_metrics(run: Path, name: str) -> dict[str, Any] | None:
     """
     path = run / "metrics" / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+_HELD: dict[Path, int] = {}  # the locks this process holds, and how deep: a nested held_alone of the same lock passes
+
+
+@contextlib.contextmanager
+def held_alone(lock: Path, what: str) -> Iterator[bool]:
+    """Run the block while no other process holds ``lock`` (a lock file); when one does (another notebook of this run
+    folder doing ``what`` right now), say so and wait for it. Yields whether it waited. The lock goes with its process,
+    so a crashed or restarted kernel never leaves it behind; this process may nest it. Where the file system has no
+    locks (some network mounts, Windows), the block runs unlocked.
+
+    >>> import tempfile; lock = Path(tempfile.mkdtemp()) / "demo.lock"
+    >>> with held_alone(lock, "the demo") as waited, held_alone(lock, "the demo, nested") as again:
+    ...     waited, again
+    (False, False)
+    """
+    key = lock.resolve()
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        fcntl = None
+    if fcntl is None or key in _HELD:
+        _HELD[key] = _HELD.get(key, 0) + 1
+        try:
+            yield False
+        finally:
+            _HELD[key] -= 1
+            if not _HELD[key]:
+                del _HELD[key]
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as handle:
+        waited = False
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            print(f"waiting: {holder} is doing {what} ({lock}); this cell goes on when it is done", flush=True)
+            start = time.monotonic()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            print(f"waited {time.monotonic() - start:.0f} s for it", flush=True)
+            waited = True
+        except OSError:  # no locks on this file system
+            handle = None
+        if handle is not None:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()} (since {time.strftime('%H:%M:%S')})")
+            handle.flush()
+        _HELD[key] = 1
+        try:
+            yield waited
+        finally:
+            del _HELD[key]
+            if handle is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def content_key(value: Any) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -204,12 +206,22 @@ def save_finished_run(run: Path, trainer: Any, tokenizer: Any) -> Path:
     """What a finished reference run leaves in the run folder, whoever trained it (notebook 06 or
     :func:`labhelpers.series.reference.reference_sft_run`): the model and tokenizer in ``run/sft/final`` (what 09-13 load) and
     ``metrics/training.json`` with the log summary, the whole log history and the best checkpoint (what 07 reads).
-    Returns the final model's folder."""
+    Returns the final model's folder.
+
+    The files are written beside it first and then moved in one by one, the weights last: a notebook reading the folder
+    meanwhile (another lane, another tab) reads a whole file, old or new, and a disconnect mid-save keeps the old
+    model."""
     from labhelpers.run.folder import save_metrics
 
     final = run / "sft" / "final"
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
+    staging = final.with_name(f".final.{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))
+    tokenizer.save_pretrained(str(staging))
+    final.mkdir(parents=True, exist_ok=True)
+    for path in sorted(staging.iterdir(), key=lambda p: p.name == "model.safetensors"):  # weights last: "it is there"
+        os.replace(path, final / path.name)
+    staging.rmdir()
     save_metrics(run, "training", {**log_summary(trainer.state.log_history), "log_history": trainer.state.log_history,
                                    "best_checkpoint": trainer.state.best_model_checkpoint})
     return final
@@ -365,8 +377,10 @@ def training_guards(trainer: Any, recipe: Recipe, checkpoint: str | Path | None 
                     gpu_gib: float | None = None) -> Iterator[None]:
     """Around ``trainer.train(...)``: the notebook's progress table shows the epoch reached (0.75, not 0; see
     :func:`show_exact_epochs`), a resumed run skips ``eval_on_start`` (its checkpoint's log already has that
-    evaluation; transformers would add a second point at the resume step), and running out of GPU memory stops with
-    :func:`out_of_memory_message` (the estimate and what would fit) instead of a CUDA traceback.
+    evaluation; transformers would add a second point at the resume step), running out of GPU memory stops with
+    :func:`out_of_memory_message` (the estimate and what would fit) instead of a CUDA traceback, and a second notebook
+    training into the same folder at the same time waits for the first (:func:`training_lock`), then asks to be run
+    again if the first left newer checkpoints than the one it meant to resume.
 
         with training_guards(trainer, recipe, checkpoint):
             trainer.train(resume_from_checkpoint=checkpoint)
@@ -376,14 +390,36 @@ def training_guards(trainer: Any, recipe: Recipe, checkpoint: str | Path | None 
     show_exact_epochs(trainer)
     start_eval = trainer.args.eval_on_start
     trainer.args.eval_on_start = start_eval and checkpoint is None
+    output_dir = getattr(trainer.args, "output_dir", None)  # None: a stand-in trainer, nothing to share
+    lock = training_lock(output_dir, f"a training run into {output_dir}") if output_dir else contextlib.nullcontext(False)
     try:
-        yield
+        with lock as waited:
+            if waited and latest_checkpoint(output_dir, verbose=False) != (Path(checkpoint) if checkpoint else None):
+                raise RuntimeError(
+                    f"another notebook trained into {output_dir} while this one waited for it, so the checkpoint "
+                    f"chosen before ({checkpoint}) is stale. Fix: run this cell again: it resumes from (or loads) "
+                    "what that run left.")
+            yield
     except torch.OutOfMemoryError:
         if gpu_gib is None and torch.cuda.is_available():
             gpu_gib = torch.cuda.get_device_properties(0).total_memory / 1024**3
         raise TrainingOutOfMemory(out_of_memory_message(trainer.model, recipe, gpu_gib)) from None
     finally:
         trainer.args.eval_on_start = start_eval
+
+
+def training_lock(output_dir: Path, what: str) -> contextlib.AbstractContextManager[bool]:
+    """One training at a time into ``output_dir`` (its checkpoints would mix): the lock file ``training.lock`` in it,
+    held while a run trains there (:func:`training_guards`, :func:`labhelpers.series.reference.ensure_tuned_model`).
+
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> with training_lock(folder, "a demo") as waited:
+    ...     waited, (folder / "training.lock").is_file()
+    (False, True)
+    """
+    from labhelpers.run.folder import held_alone
+
+    return held_alone(Path(output_dir) / "training.lock", what)
 
 
 def train_or_explain_oom(trainer: Any, recipe: Recipe, resume_from_checkpoint: str | None = None,

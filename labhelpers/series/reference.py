@@ -51,10 +51,21 @@ def reference_sft_run(run: Path, recipe: Recipe, model_id: str, dataset: str, ca
 
 
 def ensure_tuned_model(run: Path, recipe: Recipe, model_id: str, dataset: str) -> Path:
-    """Folder of the fine-tuned model from notebook 06; trains the reference run first when it is missing."""
+    """Folder of the fine-tuned model from notebook 06; trains the reference run first when it is missing.
+
+    Two notebooks of one run folder open at once (two Jupyter tabs, two lanes of ``./lab.sh run``) train it once: the
+    second waits for the first (:func:`labhelpers.run.training.training_lock`) and then finds the model or the finished
+    run's checkpoints.
+    """
+    from labhelpers.run.folder import checkpoint_dir
+    from labhelpers.run.training import training_lock
+
     final = run / "sft" / "final"
-    if (final / "model.safetensors").is_file():
+    if (final / "model.safetensors").is_file():  # moved in last: its presence means a whole model
         return final
-    print(f"No fine-tuned model in {final} (notebook 06 has not run in this run folder): training the "
-          f"reference run now ({recipe.profile} profile).")
-    return reference_sft_run(run, recipe, model_id, dataset)
+    with training_lock(checkpoint_dir(run), "training the reference run"):
+        if (final / "model.safetensors").is_file():  # saved by the notebook this one waited for
+            return final
+        print(f"No fine-tuned model in {final} (notebook 06 has not run in this run folder): training the "
+              f"reference run now ({recipe.profile} profile).")
+        return reference_sft_run(run, recipe, model_id, dataset)
