@@ -55,20 +55,37 @@ def test_postflight_reports_runaway_and_format(model_and_tokenizer):
     assert len(report.extras["outputs"]) == 2
 
 
-def test_protocol_and_lr_range_at_ci_size(model_and_tokenizer, cpu_recipe):
-    model, tok = model_and_tokenizer
-    before = {k: v.clone() for k, v in list(model.state_dict().items())[:3]}
-    result = run_protocol(model, tok, chat_rows(4), chat_rows(2, "test"), [chat_rows(1, "test")[0]["messages"][0]["content"]],
-                          overfit_examples=4, overfit_steps=3, overfit_lr=5e-4, overfit_min_drop=0.2, short_steps=2,
-                          max_length=128, batch_size=4, max_new_tokens=8, recipe=cpu_recipe)
+def test_the_protocol_reports_every_step(series_result, model_and_tokenizer, cpu_recipe):
+    """Notebook 10's own result when the series ran in this session (ci size, its stored ``sanity/protocol.json``),
+    else a run at tiny size here."""
+    from labhelpers.sanity.protocol import ProtocolResult
+
+    stored = series_result("sanity", "protocol.json")
+    if stored is not None:
+        result = ProtocolResult.from_dict(json.loads(stored.read_text())["value"])
+    else:
+        model, tok = model_and_tokenizer
+        result = run_protocol(model, tok, chat_rows(4), chat_rows(2, "test"), [chat_rows(1, "test")[0]["messages"][0]["content"]],
+                              overfit_examples=4, overfit_steps=3, overfit_lr=5e-4, overfit_min_drop=0.2, short_steps=2,
+                              max_length=128, batch_size=4, max_new_tokens=8, recipe=cpu_recipe)
     assert result.verdict in ("GO", "NO-GO") and result.reasons
     assert set(result.reports) == {"preflight", "overfit", "short_run", "postflight"}
     assert result.reports["overfit"].by_check("overfit").status == "pass", str(result.reports["overfit"])
     assert result.reports["short_run"].by_check("short_run_eval") is not None
     assert result.reports["postflight"].by_check("heldout_overlap").status == "pass"  # a test prompt, not in train
     assert "VERDICT" in str(result)
-    lr = lr_range_test(model, tok, chat_rows(4), steps=3, max_length=128, recipe=cpu_recipe)
-    assert len(lr.lrs) <= 3 and lr.suggested_lr > 0
+
+
+def test_protocol_and_lr_range_train_copies_only(model_and_tokenizer, cpu_recipe):
+    """At the smallest sizes that run every step: the student's model is never trained by the protocol."""
+    model, tok = model_and_tokenizer
+    before = {k: v.clone() for k, v in list(model.state_dict().items())[:3]}
+    result = run_protocol(model, tok, chat_rows(2), chat_rows(1, "test"), [chat_rows(1, "test")[0]["messages"][0]["content"]],
+                          overfit_examples=2, overfit_steps=2, overfit_lr=5e-4, short_steps=2, max_length=128,
+                          batch_size=2, max_new_tokens=2, recipe=cpu_recipe)
+    assert set(result.reports) == {"preflight", "overfit", "short_run", "postflight"}
+    lr = lr_range_test(model, tok, chat_rows(2), steps=2, max_length=128, batch_size=2, recipe=cpu_recipe)
+    assert len(lr.lrs) <= 2 and lr.suggested_lr > 0
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # only copies were trained
 
 

@@ -50,6 +50,36 @@ def test_stored_replies_are_reused_only_for_the_same_weights_and_prompts(model_a
     assert len(list(tmp_path.glob("replies-*.json"))) == 4
 
 
+def test_stored_reply_losses_are_reused_only_for_the_same_weights_and_pairs(model_and_tokenizer, tmp_path, monkeypatch,
+                                                                            capsys):
+    from labhelpers.run.generation import reply_nll
+
+    model, tokenizer = model_and_tokenizer
+    prompts, replies = ["Name a primary colour.", "What is 2 + 2?"], ["Red.", "4."]
+    first = reply_nll(model, tokenizer, prompts, replies, store=tmp_path)
+    assert first == reply_nll(model, tokenizer, prompts, replies)  # the store changes nothing
+
+    calls = []
+    real_forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(1) or real_forward(*a, **k))
+    assert reply_nll(model, tokenizer, prompts, replies, store=tmp_path) == first
+    assert not calls and "reused 2 reply losses" in capsys.readouterr().out
+    reply_nll(model, tokenizer, prompts, ["Blue.", "4."], store=tmp_path)  # another reply
+    assert len(calls) == 1
+    reply_nll(model, tokenizer, prompts, replies, batch_size=1, store=tmp_path)  # another batch: other padding
+    assert len(calls) == 3
+    weight = model.model.norm.weight
+    with torch.no_grad():
+        weight.mul_(1.01)  # other weights: a retrained model never reads the old model's losses
+    try:
+        reply_nll(model, tokenizer, prompts, replies, store=tmp_path)
+    finally:
+        with torch.no_grad():
+            weight.div_(1.01)
+    assert len(calls) == 4
+    assert len(list(tmp_path.glob("nll-*.json"))) == 4
+
+
 def test_stored_protocol_result_is_keyed_by_weights_rows_and_settings(tmp_path, monkeypatch):
     from labhelpers.sanity import protocol
     from labhelpers.sanity.report import Finding, SanityReport

@@ -8,7 +8,8 @@ On a CPU with two cores or more it runs two notebooks at a time (``--lanes``), o
 the 2-core CI machine, two one-thread training steps side by side take 1.76x one two-thread step, and kernel starts,
 imports, tokenizing and generation leave the second core idler still. The notebooks that share the reference run
 (:data:`REFERENCE_RUN_USERS`) wait for the first of them, which trains it; notebook 12 does not wait: it trains its
-adapters first and asks for the reference run afterwards (a training in progress holds a lock it waits on).
+adapters first and asks for the reference run afterwards (a training in progress holds a lock it waits on). 09
+waits for 02, whose baseline replies it reads (:data:`STARTS_AFTER`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def execute(notebook: Path, out: Path, parameters: dict, progress: bool = False)
 # wait. 12 reads it too, but after its own adapter run (~60% of its time): it starts when a lane is free, and if the
 # reference run is still training when it gets there, `ensure_tuned_model` waits for it (`training_lock`).
 REFERENCE_RUN_USERS = ("06", "07", "09", "13")
+# Notebook 09 reads 02's baseline replies from the run folder and generates them itself when they are missing (a
+# runtime without 02's): started beside 02, it would generate the same replies at the same time (~45 s on one thread).
+STARTS_AFTER = {"09": "02"}
 
 
 def default_lanes() -> int:
@@ -72,8 +76,9 @@ def default_lanes() -> int:
 def execute_in_lanes(jobs: list[tuple[Path, Path]], parameters: dict, lanes: int = 2,
                      report: Callable[[str], None] = print) -> tuple[dict[str, float], dict[str, BaseException]]:
     """Execute ``jobs`` (notebook, executed copy) ``lanes`` at a time, in their order except that the first notebook
-    of :data:`REFERENCE_RUN_USERS` starts first (it trains the reference run: the longest chain) and the others of
-    that group wait until it is done. With more than one lane each kernel gets one torch thread. Returns each
+    of :data:`REFERENCE_RUN_USERS` starts first once it can (it trains the reference run: the longest chain), the
+    others of that group wait until it is done, and a notebook of :data:`STARTS_AFTER` waits for the one it reads
+    when that one is among the jobs. With more than one lane each kernel gets one torch thread. Returns each
     notebook's own seconds and the errors raised (a failed notebook does not stop the others).
 
     >>> execute_in_lanes([], {}, lanes=2)
@@ -86,13 +91,18 @@ def execute_in_lanes(jobs: list[tuple[Path, Path]], parameters: dict, lanes: int
     done: set[Path] = set()
     changed = threading.Condition()
 
+    by_number = {nb.name[:2]: nb for nb, _ in jobs}
+
     def ready(notebook: Path) -> bool:
+        before = by_number.get(STARTS_AFTER.get(notebook.name[:2], ""))
+        if before is not None and before not in done:
+            return False
         return notebook.name[:2] not in REFERENCE_RUN_USERS or notebook == trainer or trainer in done
 
     def take() -> tuple[Path, Path] | None:
         with changed:
             while pending:
-                job = next((j for j in pending if j[0] == trainer), None) or next(
+                job = next((j for j in pending if j[0] == trainer and ready(trainer)), None) or next(
                     (j for j in pending if ready(j[0])), None)
                 if job:
                     pending.remove(job)

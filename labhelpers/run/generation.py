@@ -199,13 +199,25 @@ def reply_token_span(tokenizer: Any, prompt: str, reply: str) -> tuple[list[int]
 
 
 def reply_nll(model: Any, tokenizer: Any, prompts: Sequence[str], replies: Sequence[str],
-              batch_size: int = 8) -> list[float]:
+              batch_size: int = 8, store: Path | None = None) -> list[float]:
     """Mean negative log-likelihood (nats per token) of each ``reply`` after its single-turn ``prompt``, teacher-forced.
 
     Scores the reply and its end-of-turn token, as the training loss does, so it needs no format: the same measure
     serves any dataset (a held-out reply loss) and retention (the base model's own replies under the tuned model).
     Batched with right padding; every tensor goes to ``model.device``.
+    ``store``: a folder where the losses are kept with what made them (the weights' fingerprint, the prompt/reply
+    pairs, template, batch, autocast), as :func:`generate_replies` keeps replies: notebook 12 reads back what 09 scored.
     """
+    if store is not None:
+        from labhelpers.model.loading import weights_fingerprint
+        from labhelpers.run.folder import content_key, reuse_or_compute
+
+        key = {"weights": weights_fingerprint(model), "pairs": content_key([list(prompts), list(replies)]),
+               "template": content_key(tokenizer.chat_template), "batch_size": batch_size,
+               "device": model.device.type, "autocast": torch.is_autocast_enabled(model.device.type)}
+        return list(reuse_or_compute(Path(store) / f"nll-{content_key(key)}.json", key,
+                                     lambda: reply_nll(model, tokenizer, prompts, replies, batch_size),
+                                     what=f"{len(prompts)} reply losses"))
     rows = []
     for prompt, reply in zip(prompts, replies, strict=True):
         full, start, end = reply_token_span(tokenizer, prompt, reply)
