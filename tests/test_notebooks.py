@@ -172,8 +172,10 @@ def test_out_of_order_pass_covers_the_series():
 @pytest.fixture(scope="module")
 def series_pass(request) -> dict[str, dict]:
     """Execute the selected solutions as ``./lab.sh run`` does (two at a time on a CPU with two cores, one torch
-    thread each; 09 first, as the first of this order to need the reference run, the others of that group after it),
-    in the ci profile, sharing one run folder; the series' lane check compares against the snapshot taken here."""
+    thread each; 09 as soon as 02 is done, as the first of this order to need the reference run, 06, 07 and 13 after
+    it; see ``tools.series.execute_in_lanes``), in the ci profile, sharing one run folder; the series' lane check
+    compares against the snapshot taken here."""
+    from labhelpers.run.folder import write_json
     from tools.series import default_lanes, execute_in_lanes
 
     if not SERIES:
@@ -187,10 +189,8 @@ def series_pass(request) -> dict[str, dict]:
         lanes, start = default_lanes(), time.perf_counter()
         seconds, errors = execute_in_lanes(jobs, {"PROFILE": "ci", "RUN_DIR": str(run)}, lanes)
         SERIES.update(seconds=seconds, errors=errors)
-        (run / "metrics").mkdir(exist_ok=True)
-        (run / "metrics" / "papermill_timings.json").write_text(json.dumps(seconds, indent=2))
-        (run / "metrics" / "papermill_wall.json").write_text(
-            json.dumps({"wall_s": time.perf_counter() - start, "lanes": lanes}))
+        write_json(run / "metrics" / "papermill_timings.json", seconds, indent=2)
+        write_json(run / "metrics" / "papermill_wall.json", {"wall_s": time.perf_counter() - start, "lanes": lanes})
     return SERIES
 
 
