@@ -17,7 +17,7 @@ _MADE_RUN_DIR = "LAB_RUN_DIR" not in os.environ
 os.environ.setdefault("LAB_RUN_DIR", tempfile.mkdtemp(prefix="sft-lab-test-run-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from tools.ci_phases import record, slowest_files, summary_lines  # noqa: E402  (after the environment above is set)
+from tools.ci_phases import longest_files_first, record, slowest_files, summary_lines  # noqa: E402  (after the environment above is set)
 
 
 # In one process (plain pytest) the ci series (papermill over the solutions) runs first, then the Ampere-contract pass
@@ -25,7 +25,8 @@ from tools.ci_phases import record, slowest_files, summary_lines  # noqa: E402  
 # what a notebook of the series already measured (12's memory peak) reads it from the shared run folder (the
 # ``series_result`` fixture) instead of measuring it again; run alone, such a test measures it itself. ``./lab.sh test``
 # (tools/suite.py) runs the series and its lane check alone first, then the rest on two workers, where this order puts
-# the Ampere pass, the longest file, first.
+# the Ampere pass, the longest file, first, and the other files longest first (``tools.ci_phases.longest_files_first``:
+# the short ones fill the end, so neither worker waits long for the other).
 SERIES_FIRST = ("tests/test_notebooks.py::test_solution_executes_with_papermill",
                 "tests/test_notebooks.py::test_solution_keeps_the_ampere_contract",
                 "tests/test_notebooks.py::test_series_stayed_in_its_lane")
@@ -33,7 +34,8 @@ SERIES_FIRST = ("tests/test_notebooks.py::test_solution_executes_with_papermill"
 
 def pytest_collection_modifyitems(session, config, items):
     first = [item for item in items if item.nodeid.startswith(SERIES_FIRST)]
-    items[:] = first + [item for item in items if not item.nodeid.startswith(SERIES_FIRST)]
+    rest = [item for item in items if not item.nodeid.startswith(SERIES_FIRST)]
+    items[:] = first + [rest[i] for i in longest_files_first([item.nodeid for item in rest])]
 
 
 def pytest_runtest_logreport(report):

@@ -218,10 +218,13 @@ def test_solution_executes_with_papermill(path, series_pass):
 # The notebooks that run the model outside the Trainer (generation, scoring, checks, demos, the protocol, the custom
 # loop, 13's reload in a fresh process), executed under LAB_FORCE_HARDWARE=ampere-cpu: the A100 recipe (bf16 autocast on fp32 weights, flash-attention
 # through transformers' own code path, padding-free packing) with a stand-in kernel that raises on fp32 inputs, at
-# smoke sizes. A forward outside recipe.autocast() fails here as it would on an A100. Cost: ~30 reference steps.
-# 06 runs twice: the second run loads the finished run instead of training, so no Trainer has wrapped the model's
-# forward in autocast (accelerate does that while training) and its sample must enter the recipe's autocast itself.
-AMPERE_CPU = ("02", "05", "06", "06", "09", "10", "11", "12", "13")
+# smoke sizes. A forward outside recipe.autocast() fails here as it would on an A100. Cost: ~40 reference steps.
+# 09 runs before 06, as in the series: it trains the reference run (``ensure_tuned_model``: 06's config, watchers and
+# samples while training, under the Trainer's autocast), and 06 then loads the finished run instead of training, so
+# no Trainer has wrapped the model's forward in autocast (accelerate does that while training) and its sample must
+# enter the recipe's autocast itself: the stricter of 06's two paths. 06 used to run twice here, training and then
+# loading (44 s + 21 s of the pass's 242 s, measured 2026-12-07); its config is the reference run's (06's check).
+AMPERE_CPU = ("02", "05", "09", "06", "10", "11", "12", "13")
 AMPERE_CPU_RUNS = [(p, i) for i, n in enumerate(AMPERE_CPU) for p in SOLUTIONS if p.name[:2] == n]
 # 12's memory measurement trains 2 steps in two child processes (27 s of the pass's 208 s, measured 2026-12-06): it
 # measures this CPU's memory, not the contract, whose training steps 06 (full) and 12's own adapter run already take.
@@ -234,9 +237,9 @@ AMPERE_CPU_PARAMETERS = {"12": {"MEASURE_MEMORY": False, "RETENTION_RUNS": False
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path,i", AMPERE_CPU_RUNS,
-                         ids=[p.stem + ("-rerun" if AMPERE_CPU[:i].count(p.name[:2]) else "") for p, i in AMPERE_CPU_RUNS])
+                         ids=[p.stem for p, _ in AMPERE_CPU_RUNS])
 def test_solution_keeps_the_ampere_contract(path, i, monkeypatch, tmp_path_factory):
-    run = tmp_path_factory.getbasetemp() / "ampere-cpu"  # one run folder: 09 and 12 read 06's tuned model
+    run = tmp_path_factory.getbasetemp() / "ampere-cpu"  # one run folder: 06, 12 and 13 read the run 09 trained
     out = run / "executed" / f"{i:02d}_{path.name}"
     out.parent.mkdir(parents=True, exist_ok=True)
     monkeypatch.setenv("LAB_FORCE_HARDWARE", "ampere-cpu")  # the kernel papermill starts inherits it

@@ -98,9 +98,17 @@ def test_checkpoints_of_another_configuration_are_not_mixed(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_finished_run_ending_mid_epoch_is_loaded_not_trained_further(tmp_path, model_and_tokenizer, cpu_recipe):
+def test_a_finished_run_ending_mid_epoch_is_loaded_not_trained_further(tmp_path, cpu_recipe, series_result, request):
     """Re-running notebook 06 on a finished run gives the same model: transformers 5.x would resume it one step past
-    max_steps when the run ends mid-epoch (seen in CI: checkpoint-31, then 32, of a 30-step run)."""
+    max_steps when the run ends mid-epoch (seen in CI: checkpoint-31, then 32, of a 30-step run).
+
+    The ci series does exactly that on the real reference run (30 steps of 4 rows, 0.75 epoch: 09 trains it, 06 runs
+    after it): when it ran in this session its run folder is read; alone, this test trains a 2-step run itself."""
+    steps = cpu_recipe.sizes.max_steps
+    state = series_result("sft", f"checkpoint-{steps}", "trainer_state.json")
+    if state is not None:
+        _check_the_series_finished_run(state.parents[1], steps)
+        return
     import copy
 
     from safetensors.torch import load_file
@@ -109,7 +117,7 @@ def test_a_finished_run_ending_mid_epoch_is_loaded_not_trained_further(tmp_path,
     from labhelpers.data.datasets import load_chat_dataset
     from labhelpers.run.training import resume_point, train_or_explain_oom
 
-    model, tokenizer = model_and_tokenizer
+    model, tokenizer = request.getfixturevalue("model_and_tokenizer")
     rows = load_chat_dataset("sft-lab/house-format")["train"].select(range(16)).select_columns(["messages"])
     config = cpu_recipe.reference_config(tmp_path / "sft", max_steps=2, save_steps=2, eval_strategy="no",
                                          eval_on_start=False, load_best_model_at_end=False, max_length=160)
@@ -128,3 +136,15 @@ def test_a_finished_run_ending_mid_epoch_is_loaded_not_trained_further(tmp_path,
         if name in saved:
             assert torch.equal(param.detach(), saved[name]), name
     assert any(not torch.equal(p, q) for p, q in zip(again.model.parameters(), model.parameters()))  # trained weights
+
+
+def _check_the_series_finished_run(sft: Path, steps: int) -> None:
+    """The series' reference run ended mid-epoch, and notebook 06, run after 09 had finished it, resumed it without
+    training a step further: no checkpoint past ``steps``."""
+    state = json.loads((sft / f"checkpoint-{steps}" / "trainer_state.json").read_text())
+    assert state["global_step"] == steps and 0 < state["epoch"] % 1, state["epoch"]  # the premise: mid-epoch
+    checkpoints = sorted(int(p.name.split("-")[1]) for p in sft.glob("checkpoint-*"))
+    assert checkpoints[-1] == steps, f"the finished run was trained past its end: {checkpoints}"
+    executed = json.loads((sft.parent / "executed" / "06_sft_trainer.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert "resuming from" in printed and f"checkpoint-{steps}" in printed, "06 did not resume the finished run"

@@ -71,3 +71,46 @@ def slowest_files(n: int = 12, seconds: dict[str, list[float]] | None = None) ->
     seconds = _file_seconds if seconds is None else seconds
     ranked = sorted(seconds.items(), key=lambda item: -item[1][0])[:n]
     return [f"{name:<46} {s:6.1f} s  ({count} test{'' if count == 1 else 's'})" for name, (s, count) in ranked]
+
+
+# ---------------------------------------------------------------------------------------- phase 2's work queue
+# pytest-xdist (``--dist loadfile``) hands a worker the next file of its queue when the file it runs has two tests
+# left. By default it sorts that queue by the number of tests per file, so a file of one 31 s test (the student's
+# re-run) or five tests of 86 s (kill and resume) came last and one worker ran it while the other had finished: ~25 s
+# of the phase's ~510 s wall (measured 2026-12-07). The queue goes longest first instead (``tools/suite.py`` passes
+# ``--no-loadscope-reorder`` so xdist keeps the order the root conftest gives), the short files filling the end.
+# Seconds measured on 2026-12-07 (clean run, two workers with one torch thread each, reference step 5.7 s): only the
+# order depends on them, so a stale figure costs seconds of wall, never a result.
+MEASURED_FILE_SECONDS = {
+    "tests/test_resume.py": 86, "tests/test_grade.py": 59, "tests/test_sanity_preflight.py": 42,
+    "tests/test_sanity_training.py": 37, "tests/test_student_answers_nb02.py": 31, "tests/test_student_rerun.py": 31,
+    "tests/test_samples.py": 27, "notebooks/14_diagnose_the_broken_run.ipynb": 27,
+    "tests/test_student_answers_nb10.py": 26, "tests/test_models.py": 21, "tests/test_sanity_v3_special_tokens.py": 21,
+    "tests/test_clinic.py": 19, "tests/test_sanity_v3_label_alignment.py": 18, "tests/test_release.py": 15,
+    "tests/test_widgets_colab.py": 14, "tests/test_checks_basics.py": 14, "tests/test_stored_results.py": 13,
+    "tests/test_lora.py": 13, "tests/test_nbtools.py": 12,
+}
+# any other file, by phase: a student copy is a kernel start and its cells (5-12 s), a unit-test file a few seconds,
+# a module's doctests milliseconds
+TYPICAL_FILE_SECONDS = {"nbval students": 8.0, "nbval solutions": 8.0, "unit tests": 2.0, "doctests": 0.0}
+
+
+def expected_seconds(path: str) -> float:
+    """What one file of the suite is expected to cost (setup + call + teardown), for ordering the work queue.
+
+    >>> expected_seconds("tests/test_resume.py"), expected_seconds("notebooks/03_chat_formatting.ipynb")
+    (86, 8.0)
+    >>> expected_seconds("labhelpers/data/datasets.py")
+    0.0
+    """
+    return MEASURED_FILE_SECONDS.get(path, TYPICAL_FILE_SECONDS.get(ci_phase(path + "::x"), 2.0))
+
+
+def longest_files_first(nodeids: list[str]) -> list[int]:
+    """Indices of ``nodeids`` with the files expected to take longest first; a file's tests keep their order.
+
+    >>> ids = ["labhelpers/a.py::a", "tests/test_x.py::t1", "tests/test_resume.py::t", "tests/test_x.py::t2"]
+    >>> [ids[i] for i in longest_files_first(ids)]
+    ['tests/test_resume.py::t', 'tests/test_x.py::t1', 'tests/test_x.py::t2', 'labhelpers/a.py::a']
+    """
+    return sorted(range(len(nodeids)), key=lambda i: -expected_seconds(nodeids[i].split("::")[0]))

@@ -45,13 +45,15 @@ def phase_commands(args: list[str]) -> list[list[str]]:
     """The two pytest command lines (the options given go to both).
 
     >>> first, second = phase_commands(["-ra"])
-    >>> first[3:], second[3:7]
+    >>> first[3:], second[3:9]
     (['-ra', 'tests/test_notebooks.py::test_solution_executes_with_papermill', \
-'tests/test_notebooks.py::test_series_stayed_in_its_lane'], ['-ra', '-n', '2', '--dist'])
+'tests/test_notebooks.py::test_series_stayed_in_its_lane'], ['-ra', '-n', '2', '--dist', 'loadfile', '--no-loadscope-reorder'])
     """
     pytest = [sys.executable, "-m", "pytest"]
     rest = [f"--deselect={prefix}" for prefix in SERIES_PHASE]
-    return [pytest + args + list(SERIES_PHASE), pytest + args + ["-n", str(WORKERS), "--dist", "loadfile", *rest]]
+    # xdist keeps the conftest's order (the longest files first) instead of sorting the files by their number of tests
+    return [pytest + args + list(SERIES_PHASE),
+            pytest + args + ["-n", str(WORKERS), "--dist", "loadfile", "--no-loadscope-reorder", *rest]]
 
 
 def run_phases(args: list[str]) -> int:
