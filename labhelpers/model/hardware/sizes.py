@@ -281,7 +281,7 @@ def lesson_sizes(profile: str, sizes: RunSizes) -> tuple[LessonSizes, tuple[tupl
 
     >>> lesson, why = lesson_sizes("ci", profile_sizes("ci")[0])
     >>> lesson.n_heldout_prompts, lesson.compare_steps, lesson.loop_micro_batches
-    (20, 6, 6)
+    (20, 5, 6)
     >>> lesson_sizes("colab", profile_sizes("colab", "t4", 15.0)[0])[0].loop_micro_batch_size
     4
     """
@@ -294,14 +294,19 @@ def lesson_sizes(profile: str, sizes: RunSizes) -> tuple[LessonSizes, tuple[tupl
             n_retention_prompts=(10, "5 general + 5 code prompts: what tuning cost, at two generation batches"),
             generation_batch_size=(12, "measured on the 2-core CPU, 23 prompts x 96 new tokens: 45 s in batches of 8, "
                                        "34 s of 12, 37 s of 23 (one by one: ~4x slower)"),
-            overfit_steps=(8, "4 rows at lr 1e-3: train loss 3.0 -> 0.09 in 8 steps while eval loss turns up after "
-                                  "step 2 (measured 2026-12-07); eval at the start and every 2 steps gives 5 points"),
-            compare_steps=(6, "six ~1 s steps per mini-run: the curves part within a CPU minute"),
+            overfit_steps=(6, "4 rows at lr 1e-3: train loss 3.03 -> 0.20 in 6 steps while eval loss is best at step 2 "
+                              "(2.47) and rises to 3.15, so early stopping (patience 2) stops at step 6 (measured "
+                              "2026-12-07; 8 steps: the same turn, 0.09 and 3.74); eval at the start and every 2 steps "
+                              "gives 4 points"),
+            compare_steps=(5, "one warmup step at LR 0 and four real ones per mini-run: the final losses part "
+                              "(constant_with_warmup 2.13, cosine 2.30, linear 2.31; lr 1e-5..2e-4: 3.19, 2.86, 2.63, "
+                              "2.30; measured 2026-12-07), at 4 steps they did not yet (2.42-2.45)"),
             compare_batch_size=(2, "small batches keep the six mini-runs cheap"),
             compare_max_length=(128, "short rows keep the six mini-runs cheap"),
             protocol_overfit_steps=(8, "enough for 20 rows to fall well below half their first loss: 3.67 -> 0.71, an "
                                        "81% drop at step 8 (62-65% at steps 6-7, 75% at 10; measured 2026-12-07)"),
-            protocol_short_steps=(4, "two evaluations in a CPU minute"),
+            protocol_short_steps=(2, "eval loss before, after step 1 and after step 2 (3.50 -> 3.03, GO; measured "
+                                     "2026-12-07): the short run's check at its least cost"),
             loop_micro_batches=(6, "three optimizer steps of 2 micro-batches: the accumulation is visible"),
             loop_micro_batch_size=(2, "small micro-batches keep the hand-written loop cheap on a CPU"),
             loop_grad_accum=(2, "two micro-batches per step show the accumulation normalisation"),
